@@ -1,0 +1,94 @@
+# fastthreadpool - build, tests and benchmarks.
+#
+#   make            the engine library (build/libftpool.a)
+#   make test       engine tests (C) + Python tests (pytest): the test command
+#   make bench      benchmark tables, quick mode (a few minutes)
+#   make bench-full the same with full-size runs
+#   make asan tsan valgrind   the engine tests under sanitizers / memcheck
+#   make check      all of the above plus the long stress runs
+
+CC      ?= cc
+PYTHON  ?= python3
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Werror=implicit-function-declaration
+CPPFLAGS += -Iinclude -Isrc/engine -D_POSIX_C_SOURCE=200809L
+LDLIBS  += -lpthread
+
+ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
+TEST_SRC    := $(wildcard tests/engine/*.c)
+
+.PHONY: all lib test test-c test-py asan tsan valgrind check bench bench-full \
+        ext clean stress deps
+
+all: lib
+
+lib: $(BUILD)/libftpool.a
+
+# One object directory per flavour so sanitizer builds never mix objects.
+define flavour
+$(BUILD)/$(1)/%.o: %.c include/ftpool.h $(wildcard src/engine/*.h src/engine/platform/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS) $$(WARN) $(2) -c $$< -o $$@
+$(BUILD)/$(1)/libftpool.a: $$(ENGINE_SRC:%.c=$(BUILD)/$(1)/%.o)
+	$$(AR) rcs $$@ $$^
+$$(TEST_SRC:%.c=$(BUILD)/$(1)/%.o): $(wildcard tests/engine/*.h)
+$(BUILD)/$(1)/engine_tests: $$(TEST_SRC:%.c=$(BUILD)/$(1)/%.o) $(BUILD)/$(1)/libftpool.a
+	$$(CC) $$(CFLAGS) $(2) $$^ -o $$@ $$(LDLIBS)
+endef
+
+# Flags in variables: a comma written inside $(call ...) would split its
+# arguments (and silently drop everything after -fsanitize=address).
+ASAN_FLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+TSAN_FLAGS := -O1 -fsanitize=thread
+$(eval $(call flavour,release,))
+$(eval $(call flavour,asan,$(ASAN_FLAGS)))
+$(eval $(call flavour,tsan,$(TSAN_FLAGS)))
+
+$(BUILD)/libftpool.a: $(BUILD)/release/libftpool.a
+	cp $< $@
+
+test: test-c test-py
+
+test-c: $(BUILD)/release/engine_tests
+	$(BUILD)/release/engine_tests
+
+asan: $(BUILD)/asan/engine_tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $<
+
+tsan: $(BUILD)/tsan/engine_tests
+	TSAN_OPTIONS=halt_on_error=1 $<
+
+valgrind: $(BUILD)/release/engine_tests
+	FTPOOL_TEST_QUICK=1 valgrind --error-exitcode=99 --leak-check=full \
+	    --errors-for-leak-kinds=definite $<
+
+# The CPython extension, built in place so that the tests import it from here.
+ext:
+	$(PYTHON) setup.py -q build_ext --inplace
+
+test-py: ext
+	$(PYTHON) -m pytest -q tests/python
+
+stress: $(BUILD)/release/engine_tests ext
+	FTPOOL_STRESS=1 $(BUILD)/release/engine_tests
+	FTPOOL_STRESS=1 $(PYTHON) -m pytest -q tests/python
+
+check: test asan tsan valgrind stress
+
+deps:
+	sh tools/install-deps.sh --bench
+
+bench: deps ext
+	$(MAKE) -C bench
+	$(PYTHON) bench/run.py --quick
+
+bench-full: deps ext
+	$(MAKE) -C bench
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf $(BUILD) fastthreadpool/*.so

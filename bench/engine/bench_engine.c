@@ -1,0 +1,993 @@
+/*
+ * bench_engine.c - empty C jobs through ftpool, GLib's GThreadPool and
+ * libuv's uv_queue_work, side by side in one run.
+ *
+ * Throughput: N jobs submitted from the main thread, each an empty function
+ * that increments an atomic counter; the time from just before the first
+ * submit until every job has run.  The job that brings the counter to N
+ * posts a semaphore the main thread waits on (the same code for ftpool and
+ * GLib).  libuv has no way to learn that the jobs ran other than its loop:
+ * its figure is the full submit -> completed time, i.e. until uv_run() has
+ * called every after_work callback on the main thread; the time at which the
+ * last work callback ran is reported beside it.
+ *
+ * Latency: one job submitted while the workers sleep (after a pause); the
+ * time from just before the submit to the first instruction of the job
+ * (CLOCK_MONOTONIC in both threads).  Median and p99 over many samples.
+ *
+ * Every measurement is repeated in rounds, the competitors interleaved
+ * within a round; a figure is the median over rounds, with min-max.
+ *
+ * UV_THREADPOOL_SIZE is read once per process, so every libuv measurement
+ * runs in a child process (this program re-executed with --child-libuv).
+ * Thread start-up is kept out of every timing: each pool runs a warm-up
+ * that starts all its workers first.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <glib.h>
+#include <semaphore.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ftpool.h"
+
+extern char **environ;
+
+#define MAX_ROUNDS 64
+
+static struct {
+    long n;             /* jobs per throughput measurement */
+    int rounds;
+    long lat_iters;     /* samples per latency measurement */
+    long pause_us;      /* idle time before each latency sample */
+    int do_tp, do_lat;
+    int use_ftpool, use_glib, use_libuv;
+    unsigned workers[2];
+    int nworkers;
+    const char *json;
+} opt = {
+    2000000, 3, 20000, 200, 1, 1, 1, 1, 1, {1, 2}, 2, NULL
+};
+
+static void
+die(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fprintf(stderr, "bench_engine: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static inline int64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time of the whole process (all threads), in ns: less sensitive than
+ * wall time to other programs on a shared machine. */
+static inline int64_t
+cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+pause_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The jobs                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static atomic_long counter;     /* jobs run in the current measurement */
+static long target;             /* jobs in the current measurement */
+static sem_t done;              /* posted by the job that reaches target */
+static _Atomic int64_t job_start_ns;    /* latency job: its first clock */
+static _Atomic int64_t last_run_ns;     /* libuv: when the last job ran */
+
+static inline void
+count_job(void)
+{
+    if (atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1
+        == target)
+        sem_post(&done);
+}
+
+static void
+ftpool_job(void *arg)
+{
+    (void)arg;
+    count_job();
+}
+
+static void
+glib_job(gpointer data, gpointer user_data)
+{
+    (void)data;
+    (void)user_data;
+    count_job();
+}
+
+static void
+latency_job(void)
+{
+    atomic_store_explicit(&job_start_ns, now_ns(), memory_order_relaxed);
+    sem_post(&done);
+}
+
+static void
+ftpool_latency_job(void *arg)
+{
+    (void)arg;
+    latency_job();
+}
+
+static void
+glib_latency_job(gpointer data, gpointer user_data)
+{
+    (void)data;
+    (void)user_data;
+    latency_job();
+}
+
+/* A job that holds its worker for a moment, so a warm-up of W of them
+ * starts W workers. */
+static void
+warm_job(void)
+{
+    pause_us(2000);
+    count_job();
+}
+
+static void
+ftpool_warm_job(void *arg)
+{
+    (void)arg;
+    warm_job();
+}
+
+static void
+glib_warm_job(gpointer data, gpointer user_data)
+{
+    (void)data;
+    (void)user_data;
+    warm_job();
+}
+
+static void
+arm(long n)
+{
+    atomic_store(&counter, 0);
+    target = n;
+}
+
+/* Woken by the job that brings the counter to target (or by the latency
+ * job). */
+static void
+wait_done(void)
+{
+    while (sem_wait(&done) < 0 && errno == EINTR)
+        ;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Samples                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+static int
+cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Sorts s and returns the value at quantile q (nearest rank). */
+static int64_t
+quantile(int64_t *s, long n, double q)
+{
+    long i = (long)(q * (double)n);
+
+    qsort(s, (size_t)n, sizeof(*s), cmp_i64);
+    if (i >= n)
+        i = n - 1;
+    return s[i];
+}
+
+typedef struct summary {
+    double median, min, max;
+} summary;
+
+static summary
+summarise(const double *v, int n)
+{
+    double s[MAX_ROUNDS];
+    summary r = {0, 0, 0};
+
+    if (n == 0)
+        return r;
+    memcpy(s, v, (size_t)n * sizeof(*v));
+    qsort(s, (size_t)n, sizeof(*s), cmp_dbl);
+    r.min = s[0];
+    r.max = s[n - 1];
+    r.median = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    return r;
+}
+
+typedef struct throughput {
+    double jobs_per_s;
+    double cpu_ns_per_job;
+} throughput;
+
+static throughput
+throughput_of(long n, int64_t t0, int64_t t1, int64_t c0, int64_t c1)
+{
+    throughput r;
+
+    r.jobs_per_s = (double)n * 1e9 / (double)(t1 - t0);
+    r.cpu_ns_per_job = (double)(c1 - c0) / (double)n;
+    return r;
+}
+
+typedef struct latency {
+    double median_ns, p99_ns;
+} latency;
+
+static int64_t *samples;
+
+static latency
+latency_of(long iters)
+{
+    latency l;
+
+    l.p99_ns = (double)quantile(samples, iters, 0.99);
+    l.median_ns = (double)quantile(samples, iters, 0.5);
+    return l;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ftpool                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void
+ftpool_check(int rc, const char *what)
+{
+    if (rc != FTPOOL_OK)
+        die("ftpool: %s: %s", what, ftpool_strerror(rc));
+}
+
+static ftpool_t *
+ftpool_start(unsigned workers)
+{
+    ftpool_options o = {0};
+    ftpool_t *pool;
+
+    o.max_workers = workers;
+    ftpool_check(ftpool_create(&o, &pool), "create");
+    arm(workers);
+    for (unsigned i = 0; i < workers; i++)
+        ftpool_check(ftpool_submit(pool, ftpool_warm_job, NULL, NULL),
+                     "submit");
+    wait_done();
+    return pool;
+}
+
+static throughput
+ftpool_throughput(unsigned workers, long n)
+{
+    ftpool_t *pool = ftpool_start(workers);
+    int64_t t0, t1, c0, c1;
+
+    arm(n);
+    c0 = cpu_ns();
+    t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        int rc = ftpool_submit(pool, ftpool_job, NULL, NULL);
+        if (rc != FTPOOL_OK)
+            ftpool_check(rc, "submit");
+    }
+    wait_done();
+    t1 = now_ns();
+    c1 = cpu_ns();
+    ftpool_check(ftpool_destroy(pool), "destroy");
+    return throughput_of(n, t0, t1, c0, c1);
+}
+
+static latency
+ftpool_latency(unsigned workers, long iters)
+{
+    ftpool_t *pool = ftpool_start(workers);
+
+    for (long i = 0; i < iters; i++) {
+        pause_us(opt.pause_us);
+        int64_t t0 = now_ns();
+        ftpool_check(ftpool_submit(pool, ftpool_latency_job, NULL, NULL),
+                     "submit");
+        wait_done();
+        samples[i] = atomic_load(&job_start_ns) - t0;
+    }
+    ftpool_check(ftpool_destroy(pool), "destroy");
+    return latency_of(iters);
+}
+
+/* ------------------------------------------------------------------------ */
+/* GLib                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* g_thread_pool_push() refuses NULL data. */
+#define GLIB_DATA GINT_TO_POINTER(1)
+
+static GThreadPool *
+glib_start(GFunc fn, unsigned workers)
+{
+    GError *err = NULL;
+    GThreadPool *pool = g_thread_pool_new(fn, NULL, (gint)workers, FALSE,
+                                          &err);
+
+    if (pool == NULL)
+        die("g_thread_pool_new: %s", err ? err->message : "?");
+    return pool;
+}
+
+/* Starts the workers of a GLib pool.  GLib binds the job function to the
+ * pool, so the warm-up uses a pool of its own; its threads go back to
+ * GLib's shared idle list when it is freed, and the measured pool takes
+ * them from there. */
+static void
+glib_warm(unsigned workers)
+{
+    GThreadPool *warm = glib_start(glib_warm_job, workers);
+
+    arm(workers);
+    for (unsigned i = 0; i < workers; i++)
+        g_thread_pool_push(warm, GLIB_DATA, NULL);
+    wait_done();
+    g_thread_pool_free(warm, FALSE, TRUE);
+}
+
+static throughput
+glib_throughput(unsigned workers, long n)
+{
+    GThreadPool *pool;
+    int64_t t0, t1, c0, c1;
+
+    glib_warm(workers);
+    pool = glib_start(glib_job, workers);
+    arm(n);
+    c0 = cpu_ns();
+    t0 = now_ns();
+    for (long i = 0; i < n; i++)
+        g_thread_pool_push(pool, GLIB_DATA, NULL);
+    wait_done();
+    t1 = now_ns();
+    c1 = cpu_ns();
+    g_thread_pool_free(pool, FALSE, TRUE);
+    return throughput_of(n, t0, t1, c0, c1);
+}
+
+static latency
+glib_latency(unsigned workers, long iters)
+{
+    GThreadPool *pool;
+
+    glib_warm(workers);
+    pool = glib_start(glib_latency_job, workers);
+    for (long i = 0; i < iters; i++) {
+        pause_us(opt.pause_us);
+        int64_t t0 = now_ns();
+        g_thread_pool_push(pool, GLIB_DATA, NULL);
+        wait_done();
+        samples[i] = atomic_load(&job_start_ns) - t0;
+    }
+    g_thread_pool_free(pool, FALSE, TRUE);
+    return latency_of(iters);
+}
+
+/* ------------------------------------------------------------------------ */
+/* libuv (in a child process)                                               */
+/* ------------------------------------------------------------------------ */
+
+static void
+uv_count_work(uv_work_t *req)
+{
+    (void)req;
+    if (atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1
+        == target)
+        atomic_store_explicit(&last_run_ns, now_ns(), memory_order_relaxed);
+}
+
+static void
+uv_warm_work(uv_work_t *req)
+{
+    (void)req;
+    pause_us(2000);
+}
+
+static void
+uv_latency_work(uv_work_t *req)
+{
+    (void)req;
+    atomic_store_explicit(&job_start_ns, now_ns(), memory_order_relaxed);
+}
+
+static long after_work_calls;
+
+static void
+uv_after(uv_work_t *req, int status)
+{
+    (void)req;
+    if (status != 0)
+        die("libuv: after_work status %d", status);
+    after_work_calls++;
+}
+
+/* Runs in the child: prints "<jobs/s completed> <jobs/s last work ran>
+ * <CPU ns per job>" or "<median ns> <p99 ns> 0". */
+static int
+libuv_child(const char *mode, unsigned workers, long n)
+{
+    uv_loop_t *loop = uv_default_loop();
+    uv_work_t warm[64];
+    uv_work_t *reqs;
+    long nreq = strcmp(mode, "tp") == 0 ? n : 1;
+
+    /* Every request of a throughput run is alive until the loop has
+     * completed it, so they are all allocated (and touched) up front, off
+     * the clock. */
+    reqs = calloc((size_t)nreq, sizeof(*reqs));
+    if (reqs == NULL)
+        die("libuv: out of memory");
+    memset(reqs, 0, (size_t)nreq * sizeof(*reqs));
+
+    /* The first uv_queue_work starts all UV_THREADPOOL_SIZE threads. */
+    for (unsigned i = 0; i < workers && i < 64; i++)
+        uv_queue_work(loop, &warm[i], uv_warm_work, uv_after);
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    if (strcmp(mode, "tp") == 0) {
+        int64_t t0, t1, c0, c1;
+
+        arm(n);
+        after_work_calls = 0;
+        c0 = cpu_ns();
+        t0 = now_ns();
+        for (long i = 0; i < n; i++)
+            if (uv_queue_work(loop, &reqs[i], uv_count_work, uv_after) != 0)
+                die("uv_queue_work failed");
+        uv_run(loop, UV_RUN_DEFAULT);
+        t1 = now_ns();
+        c1 = cpu_ns();
+        if (after_work_calls != n || atomic_load(&counter) != n)
+            die("libuv: %ld of %ld jobs completed", after_work_calls, n);
+        printf("%.1f %.1f %.1f\n", (double)n * 1e9 / (double)(t1 - t0),
+               (double)n * 1e9 / (double)(atomic_load(&last_run_ns) - t0),
+               (double)(c1 - c0) / (double)n);
+    } else {
+        for (long i = 0; i < n; i++) {
+            pause_us(opt.pause_us);
+            int64_t t0 = now_ns();
+            uv_queue_work(loop, &reqs[0], uv_latency_work, uv_after);
+            uv_run(loop, UV_RUN_DEFAULT);
+            samples[i] = atomic_load(&job_start_ns) - t0;
+        }
+        latency l = latency_of(n);
+        printf("%.1f %.1f 0\n", l.median_ns, l.p99_ns);
+    }
+    free(reqs);
+    return 0;
+}
+
+static char self_path[4096];
+
+/* Runs one libuv measurement in a child process and reads its three
+ * figures. */
+static void
+libuv_measure(const char *mode, unsigned workers, long n, double out[3])
+{
+    char env_size[64], arg_w[32], arg_n[32], arg_p[32], buf[256];
+    char *argv[] = {self_path, "--child-libuv", (char *)mode, arg_w, arg_n,
+                    arg_p, NULL};
+    size_t nenv = 0;
+    int fds[2], status;
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+
+    snprintf(env_size, sizeof(env_size), "UV_THREADPOOL_SIZE=%u", workers);
+    snprintf(arg_w, sizeof(arg_w), "%u", workers);
+    snprintf(arg_n, sizeof(arg_n), "%ld", n);
+    snprintf(arg_p, sizeof(arg_p), "%ld", opt.pause_us);
+    while (environ[nenv] != NULL)
+        nenv++;
+    char **envp = calloc(nenv + 2, sizeof(*envp));
+    size_t k = 0;
+    if (envp == NULL)
+        die("out of memory");
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], "UV_THREADPOOL_SIZE=", 19) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = env_size;
+
+    if (pipe(fds) < 0)
+        die("pipe: %s", strerror(errno));
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    int rc = posix_spawn(&pid, self_path, &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    close(fds[1]);
+    if (rc != 0)
+        die("posix_spawn %s: %s", self_path, strerror(rc));
+
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof(buf) - 1
+           && ((r = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0
+               || (r < 0 && errno == EINTR)))
+        if (r > 0)
+            len += (size_t)r;
+    buf[len] = '\0';
+    close(fds[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0
+        || sscanf(buf, "%lf %lf %lf", &out[0], &out[1], &out[2]) != 3)
+        die("libuv child (%s, %u workers) failed: '%s'", mode, workers, buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run                                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum { P_FTPOOL, P_GLIB, P_LIBUV, NPOOLS };
+static const char *const pool_names[NPOOLS] = {
+    "ftpool", "GLib GThreadPool", "libuv uv_queue_work"
+};
+static const char *const pool_keys[NPOOLS] = {"ftpool", "glib", "libuv"};
+
+typedef struct result {
+    double tp[MAX_ROUNDS];          /* jobs/s */
+    double tp_ran[MAX_ROUNDS];      /* libuv: jobs/s until the last ran */
+    double cpu[MAX_ROUNDS];         /* CPU ns per job, all threads */
+    double lat_med[MAX_ROUNDS];
+    double lat_p99[MAX_ROUNDS];
+    int ntp, nlat;
+} result;
+
+static result results[2][NPOOLS];
+
+static int
+pool_used(int p)
+{
+    return p == P_FTPOOL ? opt.use_ftpool
+         : p == P_GLIB ? opt.use_glib : opt.use_libuv;
+}
+
+static void
+run_round(int round)
+{
+    for (int wi = 0; wi < opt.nworkers; wi++) {
+        unsigned w = opt.workers[wi];
+        for (int k = 0; k < NPOOLS; k++) {
+            /* Rotate the order every round so that no pool always runs
+             * first (or right after another one) on a noisy machine. */
+            int p = (k + round) % NPOOLS;
+            result *r = &results[wi][p];
+            double three[3];
+            throughput t;
+
+            if (!pool_used(p))
+                continue;
+            if (opt.do_tp) {
+                fprintf(stderr, "  round %d: %-20s %u worker(s): throughput"
+                        "...\n", round + 1, pool_names[p], w);
+                if (p == P_FTPOOL) {
+                    t = ftpool_throughput(w, opt.n);
+                } else if (p == P_GLIB) {
+                    t = glib_throughput(w, opt.n);
+                } else {
+                    libuv_measure("tp", w, opt.n, three);
+                    t.jobs_per_s = three[0];
+                    t.cpu_ns_per_job = three[2];
+                    r->tp_ran[r->ntp] = three[1];
+                }
+                r->tp[r->ntp] = t.jobs_per_s;
+                r->cpu[r->ntp] = t.cpu_ns_per_job;
+                r->ntp++;
+            }
+            if (opt.do_lat) {
+                latency l;
+                fprintf(stderr, "  round %d: %-20s %u worker(s): latency"
+                        "...\n", round + 1, pool_names[p], w);
+                if (p == P_FTPOOL) {
+                    l = ftpool_latency(w, opt.lat_iters);
+                } else if (p == P_GLIB) {
+                    l = glib_latency(w, opt.lat_iters);
+                } else {
+                    libuv_measure("lat", w, opt.lat_iters, three);
+                    l.median_ns = three[0];
+                    l.p99_ns = three[1];
+                }
+                r->lat_med[r->nlat] = l.median_ns;
+                r->lat_p99[r->nlat] = l.p99_ns;
+                r->nlat++;
+            }
+        }
+    }
+}
+
+/* The faster of GLib and libuv (by median throughput) for workers index
+ * wi, or -1. */
+static int
+best_competitor(int wi)
+{
+    int best = -1;
+    double bv = 0;
+
+    for (int p = P_GLIB; p < NPOOLS; p++) {
+        if (!pool_used(p) || results[wi][p].ntp == 0)
+            continue;
+        double v = summarise(results[wi][p].tp, results[wi][p].ntp).median;
+        if (best < 0 || v > bv) {
+            best = p;
+            bv = v;
+        }
+    }
+    return best;
+}
+
+static void
+fmt_rate(char *out, size_t size, summary s)
+{
+    snprintf(out, size, "%.2fM (%.2f-%.2f)", s.median / 1e6, s.min / 1e6,
+             s.max / 1e6);
+}
+
+static void
+fmt_us(char *out, size_t size, summary s)
+{
+    snprintf(out, size, "%.1f (%.1f-%.1f)", s.median / 1e3, s.min / 1e3,
+             s.max / 1e3);
+}
+
+static void
+print_markdown(void)
+{
+    char a[64], b[64], c[64];
+
+    printf("## Engine: empty C jobs\n\n");
+    printf("%ld jobs per throughput run, %ld latency samples (%ld us pause "
+           "before each), %d rounds; median over rounds (min-max).  "
+           "%ld CPUs online.  GLib %u.%u.%u, libuv %s.\n\n",
+           opt.n, opt.lat_iters, opt.pause_us, opt.rounds,
+           sysconf(_SC_NPROCESSORS_ONLN), glib_major_version,
+           glib_minor_version, glib_micro_version, uv_version_string());
+    if (opt.do_tp) {
+        printf("| workers | pool | jobs/s | ftpool / this | "
+               "CPU ns per job |\n");
+        printf("| ---: | --- | ---: | ---: | ---: |\n");
+        for (int wi = 0; wi < opt.nworkers; wi++) {
+            summary f = summarise(results[wi][P_FTPOOL].tp,
+                                  results[wi][P_FTPOOL].ntp);
+            for (int p = 0; p < NPOOLS; p++) {
+                result *r = &results[wi][p];
+                if (!pool_used(p))
+                    continue;
+                summary s = summarise(r->tp, r->ntp);
+                fmt_rate(a, sizeof(a), s);
+                if (opt.use_ftpool && p != P_FTPOOL)
+                    snprintf(b, sizeof(b), "%.2fx", f.median / s.median);
+                else
+                    snprintf(b, sizeof(b), "-");
+                summary cs = summarise(r->cpu, r->ntp);
+                snprintf(c, sizeof(c), "%.0f (%.0f-%.0f)", cs.median,
+                         cs.min, cs.max);
+                printf("| %u | %s%s | %s | %s | %s |\n", opt.workers[wi],
+                       pool_names[p],
+                       p == P_LIBUV ? " (until all after_work ran)" : "",
+                       a, b, c);
+                if (p == P_LIBUV) {
+                    summary s2 = summarise(r->tp_ran, r->ntp);
+                    fmt_rate(a, sizeof(a), s2);
+                    printf("| %u | libuv (until the last work_cb ran; "
+                           "for information) | %s | %.2fx | |\n",
+                           opt.workers[wi], a, f.median / s2.median);
+                }
+            }
+        }
+        printf("\n");
+        if (opt.use_ftpool) {
+            for (int wi = 0; wi < opt.nworkers; wi++) {
+                int b2 = best_competitor(wi);
+                if (b2 < 0)
+                    continue;
+                summary f = summarise(results[wi][P_FTPOOL].tp,
+                                      results[wi][P_FTPOOL].ntp);
+                summary s = summarise(results[wi][b2].tp,
+                                      results[wi][b2].ntp);
+                printf("%u worker(s): ftpool / best competitor (%s) = "
+                       "**%.2fx** (goal: >= 3x)\n", opt.workers[wi],
+                       pool_names[b2], f.median / s.median);
+            }
+            printf("\n");
+        }
+        printf("libuv's figure is submit -> completed: the time until "
+               "uv_run() has called every after_work callback on the "
+               "submitting thread (its only completion signal).  CPU ns "
+               "per job: CPU time of all the process's threads during "
+               "the run, divided by the jobs.\n\n");
+    }
+    if (opt.do_lat) {
+        printf("| workers | pool | submit->start median (us) | "
+               "p99 (us) |\n");
+        printf("| ---: | --- | ---: | ---: |\n");
+        for (int wi = 0; wi < opt.nworkers; wi++) {
+            for (int p = 0; p < NPOOLS; p++) {
+                result *r = &results[wi][p];
+                if (!pool_used(p))
+                    continue;
+                fmt_us(b, sizeof(b), summarise(r->lat_med, r->nlat));
+                fmt_us(c, sizeof(c), summarise(r->lat_p99, r->nlat));
+                printf("| %u | %s | %s | %s |\n", opt.workers[wi],
+                       pool_names[p], b, c);
+            }
+        }
+        printf("\n");
+    }
+}
+
+static void
+json_summary(FILE *f, const char *key, const double *v, int n)
+{
+    summary s = summarise(v, n);
+
+    fprintf(f, "\"%s\": {\"median\": %.1f, \"min\": %.1f, \"max\": %.1f, "
+            "\"rounds\": [", key, s.median, s.min, s.max);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%.1f", i ? ", " : "", v[i]);
+    fprintf(f, "]}");
+}
+
+static void
+write_json(const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL)
+        die("cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "{\n  \"benchmark\": \"engine\",\n  \"jobs\": %ld,\n"
+            "  \"rounds\": %d,\n  \"latency_samples\": %ld,\n"
+            "  \"latency_pause_us\": %ld,\n  \"cpus\": %ld,\n"
+            "  \"glib_version\": \"%u.%u.%u\",\n"
+            "  \"libuv_version\": \"%s\",\n"
+            "  \"libuv_note\": \"libuv jobs_per_s is submit -> completed "
+            "(all after_work callbacks run by uv_run on the main thread); "
+            "jobs_per_s_last_run is until the last work callback ran\",\n"
+            "  \"results\": [", opt.n, opt.rounds, opt.lat_iters,
+            opt.pause_us, sysconf(_SC_NPROCESSORS_ONLN),
+            glib_major_version, glib_minor_version, glib_micro_version,
+            uv_version_string());
+    int first = 1;
+    for (int wi = 0; wi < opt.nworkers; wi++) {
+        for (int p = 0; p < NPOOLS; p++) {
+            result *r = &results[wi][p];
+            if (!pool_used(p))
+                continue;
+            fprintf(f, "%s\n    {\"pool\": \"%s\", \"workers\": %u",
+                    first ? "" : ",", pool_keys[p], opt.workers[wi]);
+            first = 0;
+            if (r->ntp) {
+                fprintf(f, ", ");
+                json_summary(f, "jobs_per_s", r->tp, r->ntp);
+                fprintf(f, ", ");
+                json_summary(f, "cpu_ns_per_job", r->cpu, r->ntp);
+                if (p == P_LIBUV) {
+                    fprintf(f, ", ");
+                    json_summary(f, "jobs_per_s_last_run", r->tp_ran,
+                                 r->ntp);
+                }
+            }
+            if (r->nlat) {
+                fprintf(f, ", ");
+                json_summary(f, "latency_median_ns", r->lat_med, r->nlat);
+                fprintf(f, ", ");
+                json_summary(f, "latency_p99_ns", r->lat_p99, r->nlat);
+            }
+            fprintf(f, "}");
+        }
+    }
+    fprintf(f, "\n  ],\n  \"ratios\": [");
+    first = 1;
+    for (int wi = 0; opt.use_ftpool && opt.do_tp && wi < opt.nworkers;
+         wi++) {
+        int b = best_competitor(wi);
+        if (b < 0)
+            continue;
+        double fm = summarise(results[wi][P_FTPOOL].tp,
+                              results[wi][P_FTPOOL].ntp).median;
+        double bm = summarise(results[wi][b].tp, results[wi][b].ntp).median;
+        fprintf(f, "%s\n    {\"workers\": %u, \"best_competitor\": \"%s\", "
+                "\"throughput_ftpool_over_best\": %.3f",
+                first ? "" : ",", opt.workers[wi], pool_keys[b], fm / bm);
+        if (opt.do_lat) {
+            double fl = summarise(results[wi][P_FTPOOL].lat_med,
+                                  results[wi][P_FTPOOL].nlat).median;
+            double bl = summarise(results[wi][b].lat_med,
+                                  results[wi][b].nlat).median;
+            fprintf(f, ", \"latency_median_best_over_ftpool\": %.3f",
+                    bl / fl);
+        }
+        fprintf(f, "}");
+        first = 0;
+    }
+    fprintf(f, "\n  ]\n}\n");
+    fclose(f);
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+"usage: bench_engine [options]\n"
+"  --quick             300000 jobs, 3000 latency samples\n"
+"  --jobs N            jobs per throughput run (default 2000000)\n"
+"  --rounds N          rounds (default 3)\n"
+"  --lat-samples N     latency samples per run (default 20000)\n"
+"  --pause-us N        idle time before each latency sample (default 200)\n"
+"  --workers LIST      1, 2 or 1,2 (default 1,2)\n"
+"  --only LIST         pools to run: ftpool,glib,libuv (default all)\n"
+"  --no-throughput     skip the throughput runs\n"
+"  --no-latency        skip the latency runs\n"
+"  --json FILE         also write the results as JSON\n");
+}
+
+static long
+parse_long(const char *name, const char *s, long lo)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (end == s || *end != '\0' || v < lo) {
+        fprintf(stderr, "bench_engine: bad value for %s: '%s'\n", name, s);
+        exit(2);
+    }
+    return v;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"quick", no_argument, NULL, 'q'},
+        {"jobs", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},
+        {"lat-samples", required_argument, NULL, 'l'},
+        {"pause-us", required_argument, NULL, 'p'},
+        {"workers", required_argument, NULL, 'w'},
+        {"only", required_argument, NULL, 'o'},
+        {"no-throughput", no_argument, NULL, 'T'},
+        {"no-latency", no_argument, NULL, 'L'},
+        {"json", required_argument, NULL, 'j'},
+        {"child-libuv", no_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}
+    };
+    int ch, child = 0, quick = 0;
+    long n = -1, lat = -1;
+
+    while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+        switch (ch) {
+        case 'q': quick = 1; break;
+        case 'n': n = parse_long("--jobs", optarg, 1); break;
+        case 'r':
+            opt.rounds = (int)parse_long("--rounds", optarg, 1);
+            if (opt.rounds > MAX_ROUNDS)
+                opt.rounds = MAX_ROUNDS;
+            break;
+        case 'l': lat = parse_long("--lat-samples", optarg, 1); break;
+        case 'p': opt.pause_us = parse_long("--pause-us", optarg, 0); break;
+        case 'w':
+            if (strcmp(optarg, "1") == 0 || strcmp(optarg, "2") == 0) {
+                opt.workers[0] = (unsigned)(optarg[0] - '0');
+                opt.nworkers = 1;
+            } else if (strcmp(optarg, "1,2") != 0) {
+                fprintf(stderr, "bench_engine: --workers 1, 2 or 1,2\n");
+                return 2;
+            }
+            break;
+        case 'o':
+            opt.use_ftpool = strstr(optarg, "ftpool") != NULL;
+            opt.use_glib = strstr(optarg, "glib") != NULL;
+            opt.use_libuv = strstr(optarg, "libuv") != NULL;
+            break;
+        case 'T': opt.do_tp = 0; break;
+        case 'L': opt.do_lat = 0; break;
+        case 'j': opt.json = optarg; break;
+        case 'c': child = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (sem_init(&done, 0, 0) < 0)
+        die("sem_init: %s", strerror(errno));
+
+    if (child) {
+        /* --child-libuv MODE WORKERS N PAUSE_US */
+        if (argc - optind != 4)
+            die("bad --child-libuv arguments");
+        unsigned w = (unsigned)parse_long("workers", argv[optind + 1], 1);
+        n = parse_long("n", argv[optind + 2], 1);
+        opt.pause_us = parse_long("pause", argv[optind + 3], 0);
+        samples = malloc((size_t)n * sizeof(*samples));
+        if (samples == NULL)
+            die("out of memory");
+        return libuv_child(argv[optind], w, n);
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (quick) {
+        opt.n = 300000;
+        opt.lat_iters = 3000;
+    }
+    if (n > 0)
+        opt.n = n;
+    if (lat > 0)
+        opt.lat_iters = lat;
+    if (!opt.use_ftpool && !opt.use_glib && !opt.use_libuv)
+        die("--only: no known pool named");
+
+    ssize_t len = readlink("/proc/self/exe", self_path,
+                           sizeof(self_path) - 1);
+    if (len <= 0)
+        die("readlink /proc/self/exe: %s", strerror(errno));
+    self_path[len] = '\0';
+    samples = malloc((size_t)opt.lat_iters * sizeof(*samples));
+    if (samples == NULL)
+        die("out of memory");
+
+    for (int r = 0; r < opt.rounds; r++)
+        run_round(r);
+    print_markdown();
+    if (opt.json != NULL)
+        write_json(opt.json);
+    free(samples);
+    return 0;
+}

@@ -1,0 +1,518 @@
+#!/usr/bin/env python3
+"""Pool overhead: tiny jobs ``f(x) -> x`` through every way of running them.
+
+Every case runs N jobs, collects the N results and checks that they sum to
+N(N-1)/2; a wrong sum or a wrong count fails the run.  Each measurement runs
+in a fresh subprocess: this project's package and the original Cython
+fastthreadpool 1.7.0 (installed by tools/install-original.sh into
+build/orig) share the import name, and a fresh process also keeps threads
+left over by one case from disturbing the next.  Rounds are interleaved
+(every case once per round) and the table shows the median and the min-max
+of jobs/s over the rounds.
+
+The time covers submitting the jobs and waiting until every result is
+available to the caller (in ``pool.done``, a list or a Future); creating the
+pool and checking the sum are outside it.
+
+    python3 bench/overhead/run.py [--quick] [--json FILE] [--n N]
+                                  [--rounds R] [--cases A,B,...]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+ORIG = os.path.join(REPO, "build", "orig")
+
+N_FULL = 1_000_000
+N_QUICK = 200_000
+EXEC_N = 200_000        # executor submit+result figure
+ASYNCIO_N = 100_000     # asyncio run_in_executor figure
+
+
+def f(x):
+    return x
+
+
+def g(x):
+    yield x
+
+
+# --- the cases; each returns (elapsed seconds, collected results) ---------
+#
+# ``mod`` is the fastthreadpool module under test (ours or the original),
+# or None for the standard-library cases.
+
+def case_loop(mod, n, workers):
+    t0 = time.perf_counter()
+    res = []
+    app = res.append
+    for x in range(n):
+        app(f(x))
+    return time.perf_counter() - t0, res
+
+
+def pool_submit(mod, n, workers):
+    pool = mod.Pool(workers)
+    submit = pool.submit
+    t0 = time.perf_counter()
+    for x in range(n):
+        submit(f, x)
+    pool.shutdown()
+    return time.perf_counter() - t0, pool.done
+
+
+def pool_map(mod, n, workers):
+    pool = mod.Pool(workers)
+    t0 = time.perf_counter()
+    # 1.7.0 unpacks every item by default (and then fails on ints).
+    pool.map(f, range(n), unpack_args=False)
+    pool.shutdown()
+    return time.perf_counter() - t0, pool.done
+
+
+def pool_submit_done(mod, n, workers):
+    pool = mod.Pool(workers)
+    submit_done = pool.submit_done
+    res = []
+    cb = res.append
+    t0 = time.perf_counter()
+    for x in range(n):
+        submit_done(f, cb, x)
+    pool.shutdown()
+    return time.perf_counter() - t0, res
+
+
+def pool_generator(mod, n, workers):
+    pool = mod.Pool(workers)
+    submit = pool.submit
+    t0 = time.perf_counter()
+    for x in range(n):
+        submit(g, x)
+    pool.shutdown()
+    return time.perf_counter() - t0, pool.done
+
+
+def pool_as_completed(mod, n, workers):
+    pool = mod.Pool(workers)
+    submit = pool.submit
+    t0 = time.perf_counter()
+    for x in range(n):
+        submit(f, x)
+    res = list(pool.as_completed())
+    elapsed = time.perf_counter() - t0
+    pool.shutdown()
+    return elapsed, res
+
+
+def executor_submit(executor_cls, n, workers):
+    ex = executor_cls(max_workers=workers)
+    submit = ex.submit
+    t0 = time.perf_counter()
+    futs = [submit(f, x) for x in range(n)]
+    res = [fu.result() for fu in futs]
+    elapsed = time.perf_counter() - t0
+    ex.shutdown()
+    return elapsed, res
+
+
+def executor_map(executor_cls, n, workers):
+    ex = executor_cls(max_workers=workers)
+    t0 = time.perf_counter()
+    res = list(ex.map(f, range(n)))
+    elapsed = time.perf_counter() - t0
+    ex.shutdown()
+    return elapsed, res
+
+
+def asyncio_default(executor_cls, n, workers):
+    """run_in_executor(None, ...) as asyncio.to_thread does it.
+
+    With executor_cls None, asyncio creates its standard default executor
+    (concurrent.futures.ThreadPoolExecutor with its default max_workers).
+    """
+    import asyncio
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        ex = None
+        if executor_cls is not None:
+            ex = executor_cls(max_workers=workers)
+            loop.set_default_executor(ex)
+        run = loop.run_in_executor
+        t0 = time.perf_counter()
+        res = await asyncio.gather(*[run(None, f, x) for x in range(n)])
+        return time.perf_counter() - t0, res
+
+    return asyncio.run(main())
+
+
+def tp_apply_async(mod, n, workers):
+    from multiprocessing.pool import ThreadPool
+    with ThreadPool(workers) as tp:
+        apply_async = tp.apply_async
+        t0 = time.perf_counter()
+        rs = [apply_async(f, (x,)) for x in range(n)]
+        res = [r.get() for r in rs]
+        return time.perf_counter() - t0, res
+
+
+def tp_map(mod, n, workers):
+    from multiprocessing.pool import ThreadPool
+    with ThreadPool(workers) as tp:
+        t0 = time.perf_counter()
+        res = tp.map(f, range(n))
+        return time.perf_counter() - t0, res
+
+
+def tp_map_async(mod, n, workers):
+    from multiprocessing.pool import ThreadPool
+    with ThreadPool(workers) as tp:
+        t0 = time.perf_counter()
+        res = tp.map_async(f, range(n)).get()
+        return time.perf_counter() - t0, res
+
+
+def _ours_executor(mod):
+    cls = getattr(mod, "ThreadPoolExecutor", None)
+    if cls is None:
+        raise Unavailable("fastthreadpool.ThreadPoolExecutor does not exist")
+    return cls
+
+
+def _tpe(mod):
+    import concurrent.futures
+    return concurrent.futures.ThreadPoolExecutor
+
+
+class Unavailable(Exception):
+    """The case cannot run here (not a failure of the case)."""
+
+
+# name -> (implementation, description, function, kind of N)
+# implementation: "ours", "orig" (1.7.0 from build/orig) or "std".
+# kind of N: "n" (the main N), "exec" (EXEC_N), "asyncio" (ASYNCIO_N).
+CASES = {
+    "loop": ("std", "plain for loop calling f (floor)", case_loop, "n"),
+    "ours-submit": ("ours", "Pool.submit + done", pool_submit, "n"),
+    "ours-map": ("ours", "Pool.map + done", pool_map, "n"),
+    "ours-submit_done": ("ours", "Pool.submit_done, callback",
+                         pool_submit_done, "n"),
+    "ours-generator": ("ours", "Pool.submit of a generator fn",
+                       pool_generator, "n"),
+    "ours-as_completed": ("ours", "Pool.submit + as_completed()",
+                          pool_as_completed, "n"),
+    "ours-executor": ("ours", "ThreadPoolExecutor.submit + result()",
+                      lambda m, n, w: executor_submit(_ours_executor(m), n, w),
+                      "n"),
+    "orig-submit": ("orig", "Pool.submit + done", pool_submit, "n"),
+    "orig-map": ("orig", "Pool.map(unpack_args=False) + done", pool_map,
+                 "n"),
+    "orig-submit_done": ("orig", "Pool.submit_done, callback",
+                         pool_submit_done, "n"),
+    "orig-generator": ("orig", "Pool.submit of a generator fn",
+                       pool_generator, "n"),
+    "orig-as_completed": ("orig", "Pool.submit + as_completed()",
+                          pool_as_completed, "n"),
+    "tpe-submit": ("std", "concurrent.futures TPE submit + result()",
+                   lambda m, n, w: executor_submit(_tpe(m), n, w), "n"),
+    "tpe-map": ("std", "concurrent.futures TPE map",
+                lambda m, n, w: executor_map(_tpe(m), n, w), "n"),
+    "tp-apply_async": ("std", "multiprocessing ThreadPool apply_async + get",
+                       tp_apply_async, "n"),
+    "tp-map": ("std", "multiprocessing ThreadPool map", tp_map, "n"),
+    "tp-map_async": ("std", "multiprocessing ThreadPool map_async + get",
+                     tp_map_async, "n"),
+    # Issue-6 figures at their own sizes.  When the main N equals EXEC_N
+    # the main ours-executor / tpe-submit measurements serve instead.
+    "exec-ours": ("ours", "ThreadPoolExecutor.submit + result()",
+                  lambda m, n, w: executor_submit(_ours_executor(m), n, w),
+                  "exec"),
+    "exec-tpe": ("std", "concurrent.futures TPE submit + result()",
+                 lambda m, n, w: executor_submit(_tpe(m), n, w), "exec"),
+    "asyncio-ours": ("ours", "run_in_executor, ours as default executor",
+                     lambda m, n, w: asyncio_default(_ours_executor(m), n, w),
+                     "asyncio"),
+    "asyncio-std": ("std", "run_in_executor, standard default executor",
+                    lambda m, n, w: asyncio_default(None, n, w), "asyncio"),
+    "asyncio-tpe": ("std", "run_in_executor, TPE(max_workers=2) as default",
+                    lambda m, n, w: asyncio_default(_tpe(m), n, w),
+                    "asyncio"),
+}
+
+# (numerator, denominator, goal, label)
+GOALS = [
+    ("ours-submit", "orig-submit", 5.0, "submit: ours / original 1.7.0"),
+    ("ours-submit", "tpe-submit", 80.0, "submit: ours / TPE submit"),
+    ("ours-map", "loop", 0.7, "map: ours / plain loop"),
+    ("ours-map", "orig-map", 1.0, "map: ours / original 1.7.0 map"),
+    ("exec-ours", "exec-tpe", 15.0,
+     "executor submit+result: ours / TPE (issue 6)"),
+    ("asyncio-ours", "asyncio-std", 3.0,
+     "run_in_executor: ours / standard default (issue 6)"),
+]
+
+
+# --- child process -----------------------------------------------------
+
+def load_module(impl, ours_from=REPO):
+    """Imports the fastthreadpool under test and checks where it came from."""
+    if impl == "std":
+        return None
+    if impl == "ours":
+        sys.path.insert(0, ours_from)
+        want = os.path.join(ours_from, "fastthreadpool")
+    else:
+        want = os.path.join(ORIG, "fastthreadpool")
+    try:
+        import fastthreadpool
+    except ImportError as exc:
+        raise Unavailable("import fastthreadpool failed: %s" % exc)
+    if getattr(fastthreadpool, "__file__", None) is None:
+        # A directory without __init__.py imports as a namespace package.
+        raise Unavailable("fastthreadpool in %s is not a package yet"
+                          % os.path.dirname(want))
+    got = os.path.dirname(os.path.abspath(fastthreadpool.__file__))
+    if got != want:
+        raise SystemExit("fastthreadpool imported from %s, expected %s"
+                         % (got, want))
+    return fastthreadpool
+
+
+def child(name, n, workers, ours_from):
+    impl, _, fn, _ = CASES[name]
+    try:
+        mod = load_module(impl, ours_from)
+        if mod is not None and not hasattr(mod, "Pool"):
+            raise Unavailable("fastthreadpool.Pool does not exist")
+        elapsed, res = fn(mod, n, workers)
+    except Unavailable as exc:
+        print(json.dumps({"unavailable": str(exc)}))
+        return 0
+    count = len(res)
+    total = sum(res)
+    expected = n * (n - 1) // 2
+    if count != n or total != expected:
+        print(json.dumps({"error": "%s: %d results summing to %d, expected"
+                          " %d summing to %d" % (name, count, total, n,
+                                                 expected)}))
+        return 1
+    print(json.dumps({"elapsed": elapsed, "n": n,
+                      "module": getattr(mod, "__file__", None)}))
+    return 0
+
+
+# --- parent ----------------------------------------------------------------
+
+def child_env(impl):
+    env = dict(os.environ)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+             if p and os.path.abspath(p) != ORIG]
+    if impl == "orig":
+        parts.insert(0, ORIG)
+    if parts:
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def run_child(name, n, workers, timeout, ours_from):
+    impl = CASES[name][0]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name,
+           "--n", str(n), "--workers", str(workers),
+           "--ours-from", ours_from]
+    try:
+        p = subprocess.run(cmd, env=child_env(impl), cwd=HERE,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "%s: no result within %d s" % (name, timeout)}
+    lines = p.stdout.strip().splitlines()
+    try:
+        out = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        out = {"error": "%s: exit code %d, no result" % (name, p.returncode)}
+    if p.returncode != 0 and "error" not in out:
+        out = {"error": "%s: exit code %d" % (name, p.returncode)}
+    if "error" in out and p.stderr.strip():
+        out["stderr"] = p.stderr.strip()[-2000:]
+    return out
+
+
+def fmt_rate(x):
+    return "%.0f" % x if x < 1e4 else "{:,.0f}".format(x)
+
+
+def ratio(results, num, den):
+    a, b = results.get(num), results.get(den)
+    if not a or not b or "median" not in a or "median" not in b:
+        return None
+    return a["median"] / b["median"]
+
+
+def round_ratios(results, num, den):
+    """Ratios within each round (the two ran close together), or None."""
+    a = results.get(num, {}).get("rounds")
+    b = results.get(den, {}).get("rounds")
+    if not a or not b or len(a) != len(b):
+        return None
+    return [x / y for x, y in zip(a, b)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="N = %d instead of %d" % (N_QUICK, N_FULL))
+    ap.add_argument("--json", metavar="FILE", help="write results as JSON")
+    ap.add_argument("--n", type=int, help="number of jobs per case")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds (default 3)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="max_children / max_workers (default 2)")
+    ap.add_argument("--cases", help="comma-separated subset of: "
+                    + ", ".join(CASES))
+    ap.add_argument("--timeout", type=int, default=600,
+                    help="seconds allowed for one measurement")
+    ap.add_argument("--ours-from", metavar="DIR", default=REPO,
+                    help="directory holding the fastthreadpool package"
+                    " measured as 'ours' (default: the repository; pass"
+                    " build/orig to check the benchmark itself)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        return child(args.child, args.n, args.workers, args.ours_from)
+
+    n = args.n or (N_QUICK if args.quick else N_FULL)
+    sizes = {"n": n,
+             "exec": min(n, EXEC_N) if args.n else EXEC_N,
+             "asyncio": min(n, ASYNCIO_N) if args.n else ASYNCIO_N}
+    names = list(CASES)
+    if args.cases:
+        names = [c.strip() for c in args.cases.split(",") if c.strip()]
+        unknown = [c for c in names if c not in CASES]
+        if unknown:
+            ap.error("unknown case(s): " + ", ".join(unknown))
+    # The issue-6 executor figure reuses the main measurements when the
+    # sizes agree.
+    alias = {}
+    if sizes["exec"] == n:
+        alias = {"exec-ours": "ours-executor", "exec-tpe": "tpe-submit"}
+    run_names = [c for c in names
+                 if not (c in alias and alias[c] in names)]
+
+    if not os.path.isdir(os.path.join(ORIG, "fastthreadpool")):
+        print("note: %s is missing (run tools/install-original.sh); the"
+              " original's cases will be unavailable" % ORIG,
+              file=sys.stderr)
+
+    samples = {c: [] for c in run_names}
+    notes = {}
+    errors = []
+    for r in range(args.rounds):
+        for c in run_names:
+            if c in notes:
+                continue
+            out = run_child(c, sizes[CASES[c][3]], args.workers,
+                            args.timeout, os.path.abspath(args.ours_from))
+            if "unavailable" in out:
+                notes[c] = out["unavailable"]
+            elif "error" in out:
+                errors.append(out)
+                print("FAILED: " + out["error"], file=sys.stderr)
+                if out.get("stderr"):
+                    print(out["stderr"], file=sys.stderr)
+            else:
+                samples[c].append(out["n"] / out["elapsed"])
+        print("round %d/%d done" % (r + 1, args.rounds), file=sys.stderr)
+
+    results = {}
+    for c in names:
+        src = alias.get(c, c) if c not in samples else c
+        impl, desc, _, kind = CASES[c]
+        entry = {"impl": impl, "description": desc,
+                 "n": sizes[kind]}
+        if src != c:
+            entry["same_measurement_as"] = src
+        rates = samples.get(src, [])
+        if rates:
+            entry.update(median=statistics.median(rates), min=min(rates),
+                         max=max(rates), rounds=rates)
+        elif src in notes:
+            entry["unavailable"] = notes[src]
+        else:
+            entry["failed"] = True
+        results[c] = entry
+
+    floor = results.get("loop", {}).get("median")
+    print("## Pool overhead: tiny jobs f(x) -> x, %d workers, %d rounds\n"
+          % (args.workers, args.rounds))
+    print("| case | implementation | N | jobs/s (median) | min - max"
+          " | x loop |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    impl_names = {"ours": "fastthreadpool (this)", "orig": "fastthreadpool"
+                  " 1.7.0", "std": "stdlib"}
+    for c in names:
+        e = results[c]
+        label = "%s: %s" % (c, e["description"])
+        if "median" in e:
+            rel = "%.2f" % (e["median"] / floor) if floor else "-"
+            print("| %s | %s | %d | %s | %s - %s | %s |" % (
+                label, impl_names[e["impl"]], e["n"], fmt_rate(e["median"]),
+                fmt_rate(e["min"]), fmt_rate(e["max"]), rel))
+        else:
+            why = e.get("unavailable", "FAILED")
+            print("| %s | %s | %d | n/a | %s | - |" % (
+                label, impl_names[e["impl"]], e["n"], why))
+
+    print("\n## Ratios (medians of the same run)\n")
+    print("| ratio | measured | per round (min - max) | goal | met |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    ratios = []
+    for num, den, goal, label in GOALS:
+        if num not in results or den not in results:
+            continue
+        v = ratio(results, num, den)
+        per = round_ratios(results, num, den)
+        ratios.append({"numerator": num, "denominator": den, "label": label,
+                       "ratio": v, "per_round": per, "goal": goal,
+                       "met": None if v is None else v >= goal})
+        print("| %s | %s | %s | >= %g | %s |" % (
+            label, "n/a" if v is None else "%.2f" % v,
+            "-" if not per else "%.2f - %.2f" % (min(per), max(per)), goal,
+            "n/a" if v is None else ("yes" if v >= goal else "NO")))
+
+    # ours against every competitor of the main size
+    comp = [c for c in names if CASES[c][0] != "ours"
+            and CASES[c][3] == "n" and "median" in results[c]]
+    ours = [c for c in names if CASES[c][0] == "ours"
+            and CASES[c][3] == "n" and "median" in results[c]]
+    if ours and comp:
+        print("\n## Each of ours against each competitor (ratio of medians)"
+              "\n")
+        print("| ours \\ competitor | " + " | ".join(comp) + " |")
+        print("| --- |" + " ---: |" * len(comp))
+        for o in ours:
+            cells = ["%.2f" % (results[o]["median"] / results[c]["median"])
+                     for c in comp]
+            print("| %s | %s |" % (o, " | ".join(cells)))
+
+    if args.json:
+        doc = {"benchmark": "overhead", "workers": args.workers,
+               "rounds": args.rounds, "quick": args.quick, "sizes": sizes,
+               "python": sys.version, "cpu_count": os.cpu_count(),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "results": results, "ratios": ratios, "errors": errors}
+        with open(args.json, "w") as fp:
+            json.dump(doc, fp, indent=2)
+            fp.write("\n")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+/*
+ * platform.h - the small operating-system interface the engine is built on.
+ *
+ * Threads, a mutex, a condition variable whose timed wait uses the monotonic
+ * clock, the monotonic clock itself and one thread-local pointer.  Atomics
+ * come from <stdatomic.h> and need nothing here.  posix.c implements this
+ * file with pthreads; a win32.c implements the same functions beside it.
+ * Nothing outside this directory includes an operating-system header.
+ */
+#ifndef FTPOOL_PLATFORM_H
+#define FTPOOL_PLATFORM_H
+
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  ifndef WIN32_LEAN_AND_MEAN
+#    define WIN32_LEAN_AND_MEAN
+#  endif
+#  include <windows.h>
+typedef HANDLE ftpool__thread_handle;
+typedef SRWLOCK ftpool__mutex;
+typedef CONDITION_VARIABLE ftpool__cond;
+#else
+#  include <pthread.h>
+typedef pthread_t ftpool__thread_handle;
+typedef pthread_mutex_t ftpool__mutex;
+typedef pthread_cond_t ftpool__cond;
+#endif
+
+/* A thread: set fn and arg, then call ftpool__thread_start().  The struct
+ * must stay valid until ftpool__thread_join() has returned, because the new
+ * thread reads fn and arg from it. */
+typedef struct ftpool__thread {
+    ftpool__thread_handle handle;
+    void (*fn)(void *arg);
+    void *arg;
+} ftpool__thread;
+
+/* Starts a thread running t->fn(t->arg), with every signal blocked so that
+ * signals keep going to the application's own threads.  0 or -1. */
+int ftpool__thread_start(ftpool__thread *t);
+/* Waits for the thread to end and releases it. */
+void ftpool__thread_join(ftpool__thread *t);
+
+/* Both init functions return 0, or -1 when the system is out of resources. */
+int ftpool__mutex_init(ftpool__mutex *m);
+void ftpool__mutex_destroy(ftpool__mutex *m);
+void ftpool__mutex_lock(ftpool__mutex *m);
+void ftpool__mutex_unlock(ftpool__mutex *m);
+
+int ftpool__cond_init(ftpool__cond *c);
+void ftpool__cond_destroy(ftpool__cond *c);
+void ftpool__cond_signal(ftpool__cond *c);
+void ftpool__cond_broadcast(ftpool__cond *c);
+void ftpool__cond_wait(ftpool__cond *c, ftpool__mutex *m);
+/* Waits until signalled or until the monotonic clock reaches deadline_ns.
+ * Returns 0, or -1 once the deadline has passed.  Like every condition
+ * wait it may also return early for no reason: callers loop. */
+int ftpool__cond_timedwait(ftpool__cond *c, ftpool__mutex *m,
+                           int64_t deadline_ns);
+
+/* The monotonic clock in nanoseconds (the clock of ftpool_now_ns). */
+int64_t ftpool__now_ns(void);
+
+/* One thread-local pointer: the pool whose worker the calling thread is. */
+void *ftpool__tls_get(void);
+void ftpool__tls_set(void *value);
+
+#endif /* FTPOOL_PLATFORM_H */

@@ -1,0 +1,1037 @@
+/*
+ * pool.c - the job queue, the workers, submission, cancellation, shutdown
+ * and waiting.
+ *
+ * One mutex (pool->lock) protects the queue and the worker bookkeeping.  A
+ * submission takes it once: pop a recycled node, link it, and wake one
+ * sleeping worker if the job needs one - no system call otherwise.  A worker
+ * takes it once per job: account for the job it finished and pop the next.
+ * Threads are started after unlocking, and user code always runs unlocked.
+ *
+ * Sleeping workers form a LIFO stack, each with its own condition variable,
+ * so a wake-up wakes exactly one chosen thread.  New workers are started
+ * only when a queued job is not covered by a worker already on its way (see
+ * uncovered_locked()), which keeps the promise of ftpool.h: a queued job
+ * never waits for a worker while fewer than max_workers exist.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/* Recycled nodes kept beyond this are freed, so that a burst of queued jobs
+ * does not pin its memory for the pool's whole life. */
+#define FREE_NODES_MAX 4096
+
+static void worker_loop(ftpool_t *pool, ftpool__native *native);
+
+/* ------------------------------------------------------------------------ */
+/* Workers: waking and reserving                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Pops the most recently parked sleeper and wakes it.  LIFO: the worker that
+ * slept last has the warmest cache and the others may sleep on. */
+static void
+wake_one_locked(ftpool_t *pool)
+{
+    ftpool__sleeper *s = pool->sleepers;
+
+    pool->sleepers = s->next;
+    s->woken = 1;
+    pool->nwaking++;
+    /* Signalled with the lock held: the sleeper lives on its own stack and
+     * may leave as soon as it sees woken, so it must not be touched after
+     * the unlock. */
+    ftpool__cond_signal(&s->cond);
+}
+
+static void
+wake_all_locked(ftpool_t *pool)
+{
+    while (pool->sleepers != NULL) {
+        wake_one_locked(pool);
+    }
+}
+
+/* Whether a queued job is not covered by a worker already on its way to the
+ * queue (starting, or woken and not yet back).  Each such worker pops one
+ * job when it arrives, so only uncovered jobs need a wake-up or a new
+ * worker: a busy worker that takes a job first saves a needless wake-up. */
+static int
+uncovered_locked(ftpool_t *pool)
+{
+    return atomic_load_explicit(&pool->npending, memory_order_relaxed)
+           > (size_t)pool->nstarting + pool->nwaking;
+}
+
+/* Reserves a worker slot if a queued job is uncovered and the maximum allows
+ * one more.  Returns 1 if the caller must start a worker after unlocking.
+ * Only ftpool_shutdown(FINISH) reserves while stopping (finishing). */
+static unsigned
+reserve_slot_locked(ftpool_t *pool, int finishing)
+{
+    unsigned max = atomic_load_explicit(&pool->max_workers,
+                                        memory_order_relaxed);
+
+    if ((pool->stopping != FTPOOL__RUNNING && !finishing)
+            || pool->nactive >= max || !uncovered_locked(pool)) {
+        return 0;
+    }
+    pool->nactive++;
+    pool->nstarting++;
+    ftpool__add_u(&pool->nworkers, 1);
+    if (pool->spawn != NULL) {
+        pool->nrequests++;
+    }
+    return 1;
+}
+
+static unsigned
+reserve_worker_locked(ftpool_t *pool)
+{
+    return reserve_slot_locked(pool, 0);
+}
+
+/* A job was queued: if it is uncovered, hand it to a sleeper or reserve a
+ * new worker.  Invariant (while running): no worker sleeps while a job is
+ * uncovered, and a job stays uncovered only if max_workers are active. */
+static unsigned
+job_queued_locked(ftpool_t *pool)
+{
+    if (!uncovered_locked(pool)) {
+        return 0;
+    }
+    if (pool->sleepers != NULL) {
+        wake_one_locked(pool);
+        return 0;
+    }
+    return reserve_worker_locked(pool);
+}
+
+unsigned
+ftpool__cover_locked(ftpool_t *pool)
+{
+    unsigned spawn = 0;
+
+    while (uncovered_locked(pool)) {
+        if (pool->sleepers != NULL) {
+            wake_one_locked(pool);
+        }
+        else if (reserve_worker_locked(pool)) {
+            spawn++;
+        }
+        else {
+            break;
+        }
+    }
+    return spawn;
+}
+
+void
+ftpool__check_idle_locked(ftpool_t *pool)
+{
+    if (atomic_load_explicit(&pool->npending, memory_order_relaxed) == 0
+            && atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0) {
+        pool->idle_gen++;
+        if (pool->state_waiters > 0) {
+            ftpool__cond_broadcast(&pool->state_cond);
+        }
+    }
+}
+
+/* A worker (or a reserved slot) is gone for good.  When the last one has
+ * left, a shutdown is over and the pool is fresh again.  Not earlier: while
+ * a leaving worker still runs its worker_end hook, no worker is started, so
+ * that ftpool_join() sees the moment when none is alive. */
+static void
+worker_gone_locked(ftpool_t *pool)
+{
+    ftpool__add_u(&pool->nworkers, -1);
+    if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed) == 0) {
+        pool->stopping = FTPOOL__RUNNING;
+        pool->no_workers_gen++;
+        if (pool->state_waiters > 0) {
+            ftpool__cond_broadcast(&pool->state_cond);
+        }
+    }
+}
+
+/* A reserved worker will never run: give its slot back. */
+static void
+unreserve_locked(ftpool_t *pool)
+{
+    pool->nactive--;
+    pool->nstarting--;
+    if (pool->spawn != NULL && pool->nrequests > 0) {
+        pool->nrequests--;
+    }
+    worker_gone_locked(pool);
+}
+
+static void
+native_main(void *arg)
+{
+    ftpool__native *native = arg;
+
+    worker_loop(native->pool, native);
+}
+
+/* Joins the native threads that have exited; returns one record to reuse (or
+ * NULL) and frees the others. */
+static ftpool__native *
+reap_zombies(ftpool_t *pool, ftpool__native *list, int keep_one)
+{
+    ftpool__native *keep = NULL;
+
+    while (list != NULL) {
+        ftpool__native *next = list->next;
+
+        ftpool__thread_join(&list->thread);
+        if (keep_one && keep == NULL) {
+            keep = list;
+        }
+        else {
+            ftpool__free(&pool->alloc, list);
+        }
+        list = next;
+    }
+    return keep;
+}
+
+/* Starts one native worker thread. */
+static int
+spawn_native(ftpool_t *pool)
+{
+    ftpool__native *native, *zombies;
+
+    ftpool__mutex_lock(&pool->lock);
+    zombies = pool->zombies;
+    pool->zombies = NULL;
+    ftpool__mutex_unlock(&pool->lock);
+
+    native = reap_zombies(pool, zombies, 1);
+    if (native == NULL) {
+        native = ftpool__alloc(&pool->alloc, sizeof(*native));
+        if (native == NULL) {
+            return -1;
+        }
+    }
+    native->pool = pool;
+    native->next = NULL;
+    native->thread.fn = native_main;
+    native->thread.arg = native;
+    if (ftpool__thread_start(&native->thread) != 0) {
+        ftpool__free(&pool->alloc, native);
+        return -1;
+    }
+    return 0;
+}
+
+int
+ftpool__spawn_workers(ftpool_t *pool, unsigned n)
+{
+    int rc = FTPOOL_OK;
+
+    for (; n > 0; n--) {
+        int ok;
+
+        if (pool->spawn != NULL) {
+            ok = pool->spawn(pool, pool->spawn_arg) >= 0;
+        }
+        else {
+            ok = spawn_native(pool) == 0;
+        }
+        if (!ok) {
+            ftpool__mutex_lock(&pool->lock);
+            unreserve_locked(pool);
+            ftpool__mutex_unlock(&pool->lock);
+            rc = FTPOOL_ESPAWN;
+        }
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The queue                                                                */
+/* ------------------------------------------------------------------------ */
+
+unsigned
+ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
+                          ftpool__job *last, size_t n)
+{
+    unsigned spawn = 0;
+
+    last->next = pool->head;
+    pool->head = first;
+    if (pool->tail == NULL) {
+        pool->tail = last;
+    }
+    ftpool__add_z(&pool->npending, (ptrdiff_t)n);
+    pool->submitted += n;
+    while (n-- > 0) {
+        spawn += job_queued_locked(pool);
+    }
+    return spawn;
+}
+
+/* Takes a detached chain of queued jobs out of the accounting as dropped.
+ * Timer runs release their timer's reference (finished timers are added to
+ * *done); the plain jobs are returned, in order, for their drop callbacks. */
+static ftpool__job *
+release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
+                     ftpool__timer **done)
+{
+    ftpool__job *plain = NULL, **tailp = &plain;
+    size_t n = 0;
+
+    while (chain != NULL) {
+        ftpool__job *job = chain;
+
+        chain = job->next;
+        n++;
+        if (job->timer != NULL) {
+            ftpool__timer *t = job->timer;
+
+            t->queued = 0;
+            t = ftpool__timer_run_done_locked(pool, t, 0);
+            if (t != NULL) {
+                t->next_done = *done;
+                *done = t;
+            }
+        }
+        else {
+            job->next = NULL;
+            *tailp = job;
+            tailp = &job->next;
+        }
+    }
+    ftpool__add_z(&pool->npending, -(ptrdiff_t)n);
+    pool->dropped += n;
+    ftpool__check_idle_locked(pool);
+    *count = n;
+    return plain;
+}
+
+/* Calls the drop callbacks of released plain jobs, then frees their nodes.
+ * The lock must not be held. */
+static void
+drop_jobs(ftpool_t *pool, ftpool__job *plain)
+{
+    while (plain != NULL) {
+        ftpool__job *next = plain->next;
+
+        if (plain->drop != NULL) {
+            plain->drop(plain->arg);
+        }
+        ftpool__free(&pool->alloc, plain);
+        plain = next;
+    }
+}
+
+/* Detaches the whole queue and releases it (see release_chain_locked). */
+static ftpool__job *
+clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
+{
+    ftpool__job *chain = pool->head;
+
+    pool->head = pool->tail = NULL;
+    return release_chain_locked(pool, chain, count, done);
+}
+
+static int
+submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
+       unsigned flags, uint64_t *id_out)
+{
+    ftpool__job *job;
+    unsigned spawn;
+
+    if (pool == NULL || fn == NULL || (flags & ~(unsigned)FTPOOL_FRONT)) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
+        ftpool__mutex_unlock(&pool->lock);
+        return FTPOOL_ESTOPPED;
+    }
+    job = pool->free_nodes;
+    if (job != NULL) {
+        pool->free_nodes = job->next;
+        pool->nfree--;
+    }
+    else {
+        /* No recycled node: allocate one without holding the lock (the
+         * allocator may be user code), then check again. */
+        ftpool__mutex_unlock(&pool->lock);
+        job = ftpool__alloc(&pool->alloc, sizeof(*job));
+        if (job == NULL) {
+            return FTPOOL_ENOMEM;
+        }
+        ftpool__mutex_lock(&pool->lock);
+        if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
+            ftpool__mutex_unlock(&pool->lock);
+            ftpool__free(&pool->alloc, job);
+            return FTPOOL_ESTOPPED;
+        }
+    }
+    job->fn = fn;
+    job->drop = drop;
+    job->arg = arg;
+    job->timer = NULL;
+    job->id = pool->next_id++;
+    if (flags & FTPOOL_FRONT) {
+        job->next = pool->head;
+        pool->head = job;
+        if (pool->tail == NULL) {
+            pool->tail = job;
+        }
+    }
+    else {
+        job->next = NULL;
+        if (pool->tail != NULL) {
+            pool->tail->next = job;
+        }
+        else {
+            pool->head = job;
+        }
+        pool->tail = job;
+    }
+    ftpool__add_z(&pool->npending, 1);
+    pool->submitted++;
+    spawn = job_queued_locked(pool);
+    /* Stored before unlocking, so that the id is there before the job can
+     * start: a job may read its own id through its argument. */
+    if (id_out != NULL) {
+        *id_out = job->id;
+    }
+    ftpool__mutex_unlock(&pool->lock);
+    return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
+}
+
+int
+ftpool_submit(ftpool_t *pool, ftpool_fn fn, void *arg, uint64_t *id_out)
+{
+    return submit(pool, fn, NULL, arg, 0, id_out);
+}
+
+int
+ftpool_submit_ex(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
+                 unsigned flags, uint64_t *id_out)
+{
+    return submit(pool, fn, drop, arg, flags, id_out);
+}
+
+int
+ftpool_cancel(ftpool_t *pool, uint64_t job_id)
+{
+    ftpool__job *job, *prev = NULL, *plain;
+    ftpool__timer *done = NULL;
+    size_t n;
+
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    /* A linear search: cancelling is rare next to submitting, and an index
+     * by id would cost every submission. */
+    for (job = pool->head; job != NULL; prev = job, job = job->next) {
+        if (job->id == job_id) {
+            break;
+        }
+    }
+    if (job == NULL) {
+        ftpool__mutex_unlock(&pool->lock);
+        return FTPOOL_ENOTFOUND;
+    }
+    if (prev != NULL) {
+        prev->next = job->next;
+    }
+    else {
+        pool->head = job->next;
+    }
+    if (pool->tail == job) {
+        pool->tail = prev;
+    }
+    job->next = NULL;
+    plain = release_chain_locked(pool, job, &n, &done);
+    ftpool__mutex_unlock(&pool->lock);
+
+    drop_jobs(pool, plain);
+    ftpool__timer_finish(pool, done);
+    return FTPOOL_OK;
+}
+
+size_t
+ftpool_cancel_all(ftpool_t *pool)
+{
+    ftpool__job *plain;
+    ftpool__timer *done = NULL;
+    size_t n;
+
+    if (pool == NULL) {
+        return 0;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    plain = clear_queue_locked(pool, &n, &done);
+    ftpool__mutex_unlock(&pool->lock);
+
+    drop_jobs(pool, plain);
+    ftpool__timer_finish(pool, done);
+    return n;
+}
+
+size_t
+ftpool_foreach_queued(ftpool_t *pool,
+                      void (*visit)(void *arg, uint64_t id, void *ctx),
+                      void *ctx)
+{
+    ftpool__job *job;
+    size_t n = 0;
+
+    if (pool == NULL || visit == NULL) {
+        return 0;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    for (job = pool->head; job != NULL; job = job->next) {
+        visit(job->arg, job->id, ctx);
+        n++;
+    }
+    ftpool__mutex_unlock(&pool->lock);
+    return n;
+}
+
+void
+ftpool_close(ftpool_t *pool)
+{
+    if (pool == NULL) {
+        return;
+    }
+    /* Under the lock so that no submission is half-way past its check. */
+    ftpool__mutex_lock(&pool->lock);
+    atomic_store(&pool->closed, 1);
+    ftpool__mutex_unlock(&pool->lock);
+}
+
+void
+ftpool_open(ftpool_t *pool)
+{
+    if (pool == NULL) {
+        return;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    if (!pool->destroying) {
+        atomic_store(&pool->closed, 0);
+    }
+    ftpool__mutex_unlock(&pool->lock);
+}
+
+int
+ftpool_is_closed(const ftpool_t *pool)
+{
+    if (pool == NULL) {
+        return 1;
+    }
+    /* The pool object is never const itself; C11 atomics want a non-const
+     * pointer. */
+    return atomic_load(&((ftpool_t *)pool)->closed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void
+worker_loop(ftpool_t *pool, ftpool__native *native)
+{
+    void *outer = ftpool__tls_get();
+    ftpool__sleeper self;
+    int can_sleep = ftpool__cond_init(&self.cond) == 0;
+
+    ftpool__tls_set(pool);
+    if (pool->worker_start != NULL) {
+        pool->worker_start(pool->hook_arg);
+    }
+    ftpool__mutex_lock(&pool->lock);
+    pool->nstarting--;
+    while (can_sleep) {
+        ftpool__job *job;
+        unsigned max = atomic_load_explicit(&pool->max_workers,
+                                            memory_order_relaxed);
+
+        if (pool->stopping == FTPOOL_SHUTDOWN_SOON
+                || pool->stopping == FTPOOL_SHUTDOWN_DROP
+                || pool->nactive > max) {
+            break;
+        }
+        job = pool->head;
+        if (job != NULL) {
+            ftpool_fn fn = job->fn;
+            void *arg = job->arg;
+            ftpool__timer *t = job->timer;
+            ftpool__job *spare = NULL;
+
+            pool->head = job->next;
+            if (pool->head == NULL) {
+                pool->tail = NULL;
+            }
+            ftpool__add_z(&pool->npending, -1);
+            ftpool__add_u(&pool->nbusy, 1);
+            if (t != NULL) {
+                t->queued = 0;  /* the next run may be queued now */
+            }
+            else if (pool->nfree < FREE_NODES_MAX) {
+                job->next = pool->free_nodes;
+                pool->free_nodes = job;
+                pool->nfree++;
+            }
+            else {
+                spare = job;
+            }
+            ftpool__mutex_unlock(&pool->lock);
+
+            ftpool__free(&pool->alloc, spare);
+            fn(arg);
+
+            ftpool__mutex_lock(&pool->lock);
+            ftpool__add_u(&pool->nbusy, -1);
+            pool->completed++;
+            if (t != NULL) {
+                t = ftpool__timer_run_done_locked(pool, t, 1);
+                if (t != NULL) {
+                    ftpool__mutex_unlock(&pool->lock);
+                    ftpool__timer_finish(pool, t);
+                    ftpool__mutex_lock(&pool->lock);
+                }
+            }
+            ftpool__check_idle_locked(pool);
+            continue;
+        }
+        if (pool->stopping == FTPOOL_SHUTDOWN_FINISH) {
+            break;
+        }
+        /* Park on the sleeper stack before unlocking, so that a job queued
+         * while before_wait runs finds this worker and sets woken. */
+        self.woken = 0;
+        self.next = pool->sleepers;
+        pool->sleepers = &self;
+        if (pool->before_wait != NULL) {
+            ftpool__mutex_unlock(&pool->lock);
+            pool->before_wait(pool->hook_arg);
+            ftpool__mutex_lock(&pool->lock);
+        }
+        /* Woken by wake_one_locked(): a queued job, shutdown, a lowered
+         * maximum or ftpool_destroy(). */
+        while (!self.woken) {
+            ftpool__cond_wait(&self.cond, &pool->lock);
+        }
+        if (pool->after_wait != NULL) {
+            ftpool__mutex_unlock(&pool->lock);
+            pool->after_wait(pool->hook_arg);
+            ftpool__mutex_lock(&pool->lock);
+        }
+        /* Counted as waking until now, so that the job it was woken for
+         * starts no other worker meanwhile. */
+        pool->nwaking--;
+    }
+
+    /* Leaving: from now on this worker no longer counts against the
+     * maximum. */
+    pool->nactive--;
+    /* A retiring worker may have been woken for a job it will not take:
+     * pass that job on to a sleeper. */
+    while (pool->sleepers != NULL && uncovered_locked(pool)) {
+        wake_one_locked(pool);
+    }
+    ftpool__mutex_unlock(&pool->lock);
+    if (pool->worker_end != NULL) {
+        pool->worker_end(pool->hook_arg);
+    }
+    ftpool__tls_set(outer);
+    if (can_sleep) {
+        ftpool__cond_destroy(&self.cond);
+    }
+
+    ftpool__mutex_lock(&pool->lock);
+    if (native != NULL) {
+        native->next = pool->zombies;
+        pool->zombies = native;
+    }
+    worker_gone_locked(pool);
+    /* Nothing touches the pool after this unlock: ftpool_destroy() may free
+     * it as soon as the worker count reaches zero. */
+    ftpool__mutex_unlock(&pool->lock);
+}
+
+int
+ftpool_worker_run(ftpool_t *pool)
+{
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    if (pool->spawn == NULL || pool->nrequests == 0) {
+        ftpool__mutex_unlock(&pool->lock);
+        return FTPOOL_EINVAL;
+    }
+    pool->nrequests--;
+    ftpool__mutex_unlock(&pool->lock);
+    worker_loop(pool, NULL);
+    return FTPOOL_OK;
+}
+
+ftpool_t *
+ftpool_current_pool(void)
+{
+    return ftpool__tls_get();
+}
+
+int
+ftpool_set_max_workers(ftpool_t *pool, unsigned max_workers)
+{
+    unsigned spawn = 0;
+
+    if (pool == NULL || max_workers < 1) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    atomic_store_explicit(&pool->max_workers, max_workers,
+                          memory_order_relaxed);
+    if (pool->nactive > max_workers) {
+        /* Sleepers retire at once; busy workers after their job. */
+        unsigned extra = pool->nactive - max_workers;
+
+        while (extra-- > 0 && pool->sleepers != NULL) {
+            wake_one_locked(pool);
+        }
+    }
+    else {
+        while (reserve_worker_locked(pool)) {
+            spawn++;
+        }
+    }
+    ftpool__mutex_unlock(&pool->lock);
+    return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
+}
+
+unsigned
+ftpool_max_workers(const ftpool_t *pool)
+{
+    if (pool == NULL) {
+        return 0;
+    }
+    return atomic_load(&((ftpool_t *)pool)->max_workers);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shutdown and waiting                                                     */
+/* ------------------------------------------------------------------------ */
+
+int
+ftpool_shutdown(ftpool_t *pool, unsigned how)
+{
+    unsigned mode = how & ~(unsigned)FTPOOL_SHUTDOWN_TIMERS;
+    ftpool__job *plain = NULL;
+    ftpool__timer *done = NULL;
+    unsigned spawn = 0;
+    size_t n;
+
+    if (pool == NULL || mode > FTPOOL_SHUTDOWN_DROP) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    if (how & FTPOOL_SHUTDOWN_TIMERS) {
+        done = ftpool__timer_disarm_all_locked(pool, &n);
+    }
+    if (mode == FTPOOL_SHUTDOWN_DROP) {
+        plain = clear_queue_locked(pool, &n, &done);
+    }
+    /* Finishing needs workers for the queued jobs even if none is left
+     * (after a SOON shutdown, or a failed spawn); they exit once the queue
+     * is empty. */
+    if (mode == FTPOOL_SHUTDOWN_FINISH
+            && (pool->stopping == FTPOOL__RUNNING
+                || pool->stopping == FTPOOL_SHUTDOWN_FINISH)) {
+        while (reserve_slot_locked(pool, 1)) {
+            spawn++;
+        }
+    }
+    /* With no worker the pool is already what shutdown leads to. */
+    if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed) > 0) {
+        if ((int)mode > pool->stopping) {
+            pool->stopping = (int)mode;
+        }
+        wake_all_locked(pool);
+    }
+    ftpool__mutex_unlock(&pool->lock);
+
+    drop_jobs(pool, plain);
+    ftpool__timer_finish(pool, done);
+    return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
+}
+
+/* What wait_state() waits for. */
+enum {
+    WAIT_IDLE,          /* no job queued or running, at some instant */
+    WAIT_NO_WORKERS,    /* no worker alive, at some instant */
+    WAIT_NO_WORKERS_NOW /* no worker alive now (ftpool_destroy()) */
+};
+
+static int
+reached_locked(ftpool_t *pool, int what, uint64_t gen0)
+{
+    switch (what) {
+    case WAIT_IDLE:
+        return pool->idle_gen != gen0
+               || (atomic_load_explicit(&pool->npending,
+                                        memory_order_relaxed) == 0
+                   && atomic_load_explicit(&pool->nbusy,
+                                           memory_order_relaxed) == 0);
+    case WAIT_NO_WORKERS:
+        if (pool->no_workers_gen != gen0) {
+            return 1;
+        }
+        /* fall through */
+    default:
+        return atomic_load_explicit(&pool->nworkers,
+                                    memory_order_relaxed) == 0;
+    }
+}
+
+/* Waits on state_cond until `what` is reached or timeout_ns has passed. */
+static int
+wait_state(ftpool_t *pool, int what, int64_t timeout_ns)
+{
+    int64_t deadline = 0;
+    uint64_t gen0;
+    int rc = FTPOOL_OK;
+
+    if (timeout_ns > 0) {
+        int64_t now = ftpool__now_ns();
+
+        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX
+                                                : now + timeout_ns;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    gen0 = what == WAIT_IDLE ? pool->idle_gen : pool->no_workers_gen;
+    while (!reached_locked(pool, what, gen0)) {
+        int timed_out = 0;
+
+        if (timeout_ns == 0) {
+            rc = FTPOOL_ETIMEDOUT;
+            break;
+        }
+        /* Woken by the last worker leaving or the pool becoming idle. */
+        pool->state_waiters++;
+        if (timeout_ns < 0) {
+            ftpool__cond_wait(&pool->state_cond, &pool->lock);
+        }
+        else {
+            timed_out = ftpool__cond_timedwait(&pool->state_cond,
+                                               &pool->lock, deadline) != 0;
+        }
+        pool->state_waiters--;
+        if (timed_out && !reached_locked(pool, what, gen0)) {
+            rc = FTPOOL_ETIMEDOUT;
+            break;
+        }
+    }
+    ftpool__mutex_unlock(&pool->lock);
+    return rc;
+}
+
+/* Joins the native threads that have left, so that none outlives a
+ * successful ftpool_join(). */
+static void
+reap_now(ftpool_t *pool)
+{
+    ftpool__native *zombies;
+
+    ftpool__mutex_lock(&pool->lock);
+    zombies = pool->zombies;
+    pool->zombies = NULL;
+    ftpool__mutex_unlock(&pool->lock);
+    reap_zombies(pool, zombies, 0);
+}
+
+int
+ftpool_join(ftpool_t *pool, int64_t timeout_ns)
+{
+    int rc;
+
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    if (ftpool__tls_get() == pool) {
+        return FTPOOL_EBUSY;
+    }
+    rc = wait_state(pool, WAIT_NO_WORKERS, timeout_ns);
+    if (rc == FTPOOL_OK) {
+        reap_now(pool);
+    }
+    return rc;
+}
+
+int
+ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
+{
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    if (ftpool__tls_get() == pool) {
+        return FTPOOL_EBUSY;
+    }
+    return wait_state(pool, WAIT_IDLE, timeout_ns);
+}
+
+unsigned
+ftpool_workers(const ftpool_t *pool)
+{
+    return pool == NULL ? 0 : atomic_load(&((ftpool_t *)pool)->nworkers);
+}
+
+unsigned
+ftpool_busy(const ftpool_t *pool)
+{
+    return pool == NULL ? 0 : atomic_load(&((ftpool_t *)pool)->nbusy);
+}
+
+size_t
+ftpool_pending(const ftpool_t *pool)
+{
+    return pool == NULL ? 0 : atomic_load(&((ftpool_t *)pool)->npending);
+}
+
+void
+ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
+{
+    if (pool == NULL || out == NULL) {
+        return;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    out->workers = atomic_load_explicit(&pool->nworkers,
+                                        memory_order_relaxed);
+    out->busy = atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
+    out->pending = atomic_load_explicit(&pool->npending,
+                                        memory_order_relaxed);
+    out->timers = pool->ntimers;
+    out->submitted = pool->submitted;
+    out->completed = pool->completed;
+    out->dropped = pool->dropped;
+    ftpool__mutex_unlock(&pool->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pool lifetime                                                            */
+/* ------------------------------------------------------------------------ */
+
+int
+ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
+{
+    ftpool_allocator a;
+    ftpool_t *pool;
+
+    if (opts == NULL || pool_out == NULL || opts->max_workers < 1) {
+        return FTPOOL_EINVAL;
+    }
+    if (opts->allocator != NULL) {
+        if (opts->allocator->alloc == NULL || opts->allocator->free == NULL) {
+            return FTPOOL_EINVAL;
+        }
+        a = *opts->allocator;
+    }
+    else {
+        ftpool__default_allocator(&a);
+    }
+    pool = ftpool__alloc(&a, sizeof(*pool));
+    if (pool == NULL) {
+        return FTPOOL_ENOMEM;
+    }
+    memset(pool, 0, sizeof(*pool));
+    pool->alloc = a;
+    pool->spawn = opts->spawn;
+    pool->spawn_arg = opts->spawn_arg;
+    pool->before_wait = opts->before_wait;
+    pool->after_wait = opts->after_wait;
+    pool->worker_start = opts->worker_start;
+    pool->worker_end = opts->worker_end;
+    pool->hook_arg = opts->hook_arg;
+    pool->next_id = 1;
+    pool->stopping = FTPOOL__RUNNING;
+    atomic_init(&pool->max_workers, opts->max_workers);
+    atomic_init(&pool->nworkers, 0);
+    atomic_init(&pool->nbusy, 0);
+    atomic_init(&pool->npending, 0);
+    atomic_init(&pool->closed, 0);
+
+    if (ftpool__mutex_init(&pool->lock) != 0) {
+        goto fail_mutex;
+    }
+    if (ftpool__cond_init(&pool->state_cond) != 0) {
+        goto fail_state_cond;
+    }
+    if (ftpool__cond_init(&pool->timer_cond) != 0) {
+        goto fail_timer_cond;
+    }
+    *pool_out = pool;
+    return FTPOOL_OK;
+
+fail_timer_cond:
+    ftpool__cond_destroy(&pool->state_cond);
+fail_state_cond:
+    ftpool__mutex_destroy(&pool->lock);
+fail_mutex:
+    ftpool__free(&a, pool);
+    return FTPOOL_ENOMEM;
+}
+
+int
+ftpool_destroy(ftpool_t *pool)
+{
+    ftpool__job *plain, *node;
+    ftpool__timer *done;
+    ftpool_allocator a;
+    size_t n;
+
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    if (ftpool__tls_get() == pool) {
+        return FTPOOL_EBUSY;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    atomic_store(&pool->closed, 1);
+    pool->destroying = 1;
+    ftpool__mutex_unlock(&pool->lock);
+
+    /* First the timer thread, so that nothing queues or spawns behind us. */
+    ftpool__timer_stop_thread(pool);
+
+    ftpool__mutex_lock(&pool->lock);
+    done = ftpool__timer_disarm_all_locked(pool, &n);
+    plain = clear_queue_locked(pool, &n, &done);
+    if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed) > 0) {
+        pool->stopping = FTPOOL_SHUTDOWN_DROP;
+        wake_all_locked(pool);
+    }
+    ftpool__mutex_unlock(&pool->lock);
+    drop_jobs(pool, plain);
+    ftpool__timer_finish(pool, done);
+
+    /* Running jobs finish (and release their timers); then every worker
+     * leaves. */
+    wait_state(pool, WAIT_NO_WORKERS_NOW, -1);
+    reap_now(pool);
+
+    a = pool->alloc;
+    node = pool->free_nodes;
+    while (node != NULL) {
+        ftpool__job *next = node->next;
+
+        ftpool__free(&a, node);
+        node = next;
+    }
+    ftpool__free(&a, pool->heap);
+    ftpool__cond_destroy(&pool->timer_cond);
+    ftpool__cond_destroy(&pool->state_cond);
+    ftpool__mutex_destroy(&pool->lock);
+    ftpool__free(&a, pool);
+    return FTPOOL_OK;
+}

@@ -1,0 +1,1249 @@
+/*
+ * future.c - Future: the result of a call submitted to ThreadPoolExecutor.
+ *
+ * A heap type that subclasses concurrent.futures.Future, so that code which
+ * checks isinstance(f, concurrent.futures.Future) (asyncio.wrap_future,
+ * loop.run_in_executor) accepts it, and that overrides every method of its
+ * base.  The state lives in C and is guarded by the GIL: every transition
+ * runs with the GIL held and without releasing it between the check and the
+ * update.  A new future allocates nothing besides itself: the condition
+ * and the waiter list that concurrent.futures.wait() and as_completed() use
+ * (`_condition`, `_waiters`) are made on first access, and result() and
+ * exception() block on a lock of their own, made only when they wait.
+ *
+ * Layout: the base class is a Python class, whose instance size depends on
+ * the CPython version, so our fields start at the base's tp_basicsize,
+ * found at run time.  Every object field is declared as a writable
+ * T_OBJECT_EX member: the inherited dealloc, traverse and clear slots of
+ * Python classes (subtype_dealloc...) handle such members, and the managed
+ * __dict__ and weak references of the base, with public API only.  Since
+ * users can therefore rebind these members, the C code checks their types
+ * before it relies on them.
+ */
+#include "ftp.h"
+#include "future.h"
+
+enum {
+    ST_PENDING,
+    ST_RUNNING,
+    ST_CANCELLED,
+    ST_CANCELLED_AND_NOTIFIED,
+    ST_FINISHED
+};
+
+/* Names of the states as concurrent.futures._base spells them. */
+static const char *const state_names[] = {
+    "PENDING", "RUNNING", "CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"
+};
+static const char *const state_descr[] = {
+    "pending", "running", "cancelled", "cancelled", "finished"
+};
+
+/* A thread blocked in result() or exception().  It lives on the waiting
+ * thread's stack and is linked into the future while the thread waits. */
+typedef struct ftp_waiter {
+    struct ftp_waiter *next;
+    PyThread_type_lock lock;    /* held until the future wakes the thread */
+} ftp_waiter;
+
+typedef struct {
+    /* The call, dropped once it has run. */
+    PyObject *fn;
+    PyObject *args;             /* tuple */
+    PyObject *kwargs;           /* dict or NULL */
+    PyObject *result;
+    PyObject *exception;
+    PyObject *callback;         /* the first done callback */
+    PyObject *callbacks;        /* list of the next ones */
+    PyObject *condition;        /* fcond_object, made on demand */
+    PyObject *waiters;          /* list of concurrent.futures waiters */
+    ftp_waiter *cwaiters;       /* threads in result()/exception() */
+    int state;
+} fut_data;
+
+/* Offset of fut_data in the object: the base's instance size.  It is a
+ * property of the CPython build, the same in every interpreter. */
+static Py_ssize_t fut_off = -1;
+
+static inline fut_data *
+FD(PyObject *self)
+{
+    return (fut_data *)((char *)self + fut_off);
+}
+
+static inline int
+is_done(int state)
+{
+    return state >= ST_CANCELLED;
+}
+
+static inline int
+is_cancelled(int state)
+{
+    return state == ST_CANCELLED || state == ST_CANCELLED_AND_NOTIFIED;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The pending exception as one object with its traceback attached (a new
+ * reference; NULL if none), and back: the pair that replaces PyErr_Fetch
+ * and PyErr_Restore, deprecated since 3.12. */
+PyObject *
+ftp_err_fetch(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+void
+ftp_err_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc == NULL) {
+        return;
+    }
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
+/* Raises `exc` again: its __traceback__ is kept and grows from here, as
+ * with `raise exc` in Python. */
+static void
+raise_exception(PyObject *exc)
+{
+    if (PyExceptionInstance_Check(exc)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    }
+    else if (PyExceptionClass_Check(exc)) {
+        PyErr_SetNone(exc);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must derive from BaseException");
+    }
+}
+
+/* An attribute of concurrent.futures._base (a new reference). */
+static PyObject *
+base_attr(const char *name)
+{
+    PyObject *mod = PyImport_ImportModule("concurrent.futures._base");
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return res;
+}
+
+static void
+raise_base_error(const char *name, PyObject *arg)
+{
+    PyObject *cls = base_attr(name);
+    if (cls != NULL) {
+        if (arg != NULL) {
+            PyErr_SetObject(cls, arg);
+        }
+        else {
+            PyErr_SetNone(cls);
+        }
+        Py_DECREF(cls);
+    }
+}
+
+void
+ftp_log_exception(const char *level, const char *msg, PyObject *arg,
+                  PyObject *exc)
+{
+    PyObject *logger = NULL, *meth = NULL, *args = NULL, *kw = NULL;
+    PyObject *res = NULL;
+
+    logger = base_attr("LOGGER");
+    if (logger == NULL) {
+        goto done;
+    }
+    meth = PyObject_GetAttrString(logger, level);
+    if (meth == NULL) {
+        goto done;
+    }
+    args = arg ? Py_BuildValue("(sO)", msg, arg) : Py_BuildValue("(s)", msg);
+    kw = Py_BuildValue("{sO}", "exc_info", exc ? exc : Py_True);
+    if (args == NULL || kw == NULL) {
+        goto done;
+    }
+    res = PyObject_Call(meth, args, kw);
+done:
+    if (res == NULL) {
+        PyErr_WriteUnraisable(logger);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_XDECREF(meth);
+    Py_XDECREF(logger);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The `_condition` object                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* What `_condition` returns: a threading.Condition made cheap.  It wraps a
+ * _thread.RLock and acts as threading.Condition(that lock): acquire,
+ * release and the context manager go straight to the lock, and any other
+ * attribute (wait, wait_for, notify, notify_all...) comes from a real
+ * threading.Condition over the same lock, made the first time one is asked
+ * for.  concurrent.futures.wait() and as_completed() only take the lock, so
+ * they pay for one RLock per future instead of a Condition; and completing
+ * a future skips notify_all() while no Condition exists, since nobody can
+ * be waiting on one. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *lock;             /* _thread.RLock */
+    PyObject *acquire;          /* its bound methods */
+    PyObject *release;
+    PyObject *cond;             /* threading.Condition(lock), or NULL */
+} fcond_object;
+
+static void fcond_dealloc(PyObject *self);
+
+static inline int
+is_fcond(PyObject *o)
+{
+    return Py_TYPE(o)->tp_dealloc == fcond_dealloc;
+}
+
+static PyObject *
+fcond_new(PyTypeObject *type)
+{
+    fcond_object *self = PyObject_GC_New(fcond_object, type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = self->acquire = self->release = self->cond = NULL;
+    PyObject *mod = PyImport_ImportModule("_thread");
+    if (mod != NULL) {
+        self->lock = PyObject_CallMethod(mod, "RLock", NULL);
+        Py_DECREF(mod);
+    }
+    if (self->lock != NULL) {
+        self->acquire = PyObject_GetAttrString(self->lock, "acquire");
+        self->release = PyObject_GetAttrString(self->lock, "release");
+    }
+    PyObject_GC_Track(self);
+    if (self->acquire == NULL || self->release == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* The threading.Condition over the lock, made on first use. */
+static PyObject *
+fcond_cond(fcond_object *self)
+{
+    if (self->cond == NULL) {
+        PyObject *threading = PyImport_ImportModule("threading");
+        if (threading == NULL) {
+            return NULL;
+        }
+        PyObject *cond = PyObject_CallMethod(threading, "Condition", "O",
+                                             self->lock);
+        Py_DECREF(threading);
+        if (cond == NULL) {
+            return NULL;
+        }
+        /* Making it ran Python code: another thread may have won. */
+        if (self->cond == NULL) {
+            self->cond = cond;
+        }
+        else {
+            Py_DECREF(cond);
+        }
+    }
+    return self->cond;
+}
+
+static PyObject *
+fcond_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *r = PyObject_GenericGetAttr(self, name);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return r;
+    }
+    PyErr_Clear();
+    PyObject *cond = fcond_cond((fcond_object *)self);
+    return cond ? PyObject_GetAttr(cond, name) : NULL;
+}
+
+static PyObject *
+fcond_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    return PyObject_Vectorcall(((fcond_object *)self)->acquire, args, nargs,
+                               kwnames);
+}
+
+static PyObject *
+fcond_release(PyObject *self, PyObject *unused)
+{
+    return PyObject_CallNoArgs(((fcond_object *)self)->release);
+}
+
+static PyObject *
+fcond_exit(PyObject *self, PyObject *args)
+{
+    PyObject *r = PyObject_CallNoArgs(((fcond_object *)self)->release);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+fcond_enter(PyObject *self, PyObject *unused)
+{
+    return PyObject_CallNoArgs(((fcond_object *)self)->acquire);
+}
+
+static int
+fcond_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    fcond_object *c = (fcond_object *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(c->lock);
+    Py_VISIT(c->acquire);
+    Py_VISIT(c->release);
+    Py_VISIT(c->cond);
+    return 0;
+}
+
+static int
+fcond_clear(PyObject *self)
+{
+    fcond_object *c = (fcond_object *)self;
+    Py_CLEAR(c->lock);
+    Py_CLEAR(c->acquire);
+    Py_CLEAR(c->release);
+    Py_CLEAR(c->cond);
+    return 0;
+}
+
+static void
+fcond_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    fcond_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef fcond_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))fcond_acquire,
+     METH_FASTCALL | METH_KEYWORDS, "Takes the lock (see RLock.acquire)."},
+    {"release", fcond_release, METH_NOARGS, "Releases the lock."},
+    {"__enter__", fcond_enter, METH_NOARGS, NULL},
+    {"__exit__", fcond_exit, METH_VARARGS, NULL},
+    {NULL}
+};
+
+static PyType_Slot fcond_slots[] = {
+    {Py_tp_doc, "The condition of a fastthreadpool Future: behaves as a "
+                "threading.Condition."},
+    {Py_tp_getattro, fcond_getattro},
+    {Py_tp_methods, fcond_methods},
+    {Py_tp_traverse, fcond_traverse},
+    {Py_tp_clear, fcond_clear},
+    {Py_tp_dealloc, fcond_dealloc},
+    {0, NULL}
+};
+
+static PyType_Spec fcond_spec = {
+    .name = "fastthreadpool._FutureCondition",
+    .basicsize = sizeof(fcond_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = fcond_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* State transitions                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Takes the future's Condition if one was made (someone used `_condition`,
+ * e.g. concurrent.futures.wait): that keeps this transition atomic with the
+ * code that inspects the state under it.  Taking it may release the GIL, so
+ * callers read the state only after this.  Returns the condition to pass to
+ * cond_release (NULL if none); errors are reported as unraisable. */
+static PyObject *
+cond_acquire(fut_data *d)
+{
+    PyObject *cond = d->condition;
+    if (cond == NULL) {
+        return NULL;
+    }
+    Py_INCREF(cond);
+    PyObject *r = is_fcond(cond)
+                  ? PyObject_CallNoArgs(((fcond_object *)cond)->acquire)
+                  : PyObject_CallMethod(cond, "acquire", NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(cond);
+        Py_DECREF(cond);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return cond;
+}
+
+static void
+cond_release(PyObject *cond)
+{
+    if (cond == NULL) {
+        return;
+    }
+    PyObject *r = is_fcond(cond)
+                  ? PyObject_CallNoArgs(((fcond_object *)cond)->release)
+                  : PyObject_CallMethod(cond, "release", NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(cond);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(cond);
+}
+
+/* Tells the concurrent.futures waiters (`_waiters`) about the new state by
+ * calling `method` (add_result, add_exception, add_cancelled) on each. */
+static void
+notify_waiters(PyObject *self, fut_data *d, const char *method)
+{
+    if (d->waiters == NULL || !PyList_Check(d->waiters)
+        || PyList_GET_SIZE(d->waiters) == 0) {
+        return;
+    }
+    PyObject *copy = PyList_GetSlice(d->waiters, 0, PY_SSIZE_T_MAX);
+    if (copy == NULL) {
+        PyErr_WriteUnraisable(self);
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(copy); i++) {
+        PyObject *w = PyList_GET_ITEM(copy, i);
+        PyObject *r = PyObject_CallMethod(w, method, "O", self);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(w);
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(copy);
+}
+
+/* Wakes everything that waits for the future to be done: notify_all() on
+ * the Condition (held by the caller) and the threads in result(). */
+static void
+wake_all(fut_data *d, PyObject *cond)
+{
+    if (cond != NULL && is_fcond(cond)) {
+        /* Only a threading.Condition made on demand can have waiters. */
+        cond = ((fcond_object *)cond)->cond;
+    }
+    if (cond != NULL) {
+        PyObject *r = PyObject_CallMethod(cond, "notify_all", NULL);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(cond);
+        }
+        Py_XDECREF(r);
+    }
+    /* Unlink the whole list first: a woken thread frees its node once it
+     * has the GIL, which we keep until the loop ends. */
+    ftp_waiter *w = d->cwaiters;
+    d->cwaiters = NULL;
+    while (w != NULL) {
+        ftp_waiter *next = w->next;
+        w->next = NULL;
+        PyThread_release_lock(w->lock);
+        w = next;
+    }
+}
+
+static void
+call_callback(PyObject *self, PyObject *cb)
+{
+    PyObject *r = PyObject_CallOneArg(cb, self);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return;
+    }
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyObject *exc = ftp_err_fetch();
+        ftp_log_exception("error", "exception calling callback for %r",
+                          self, exc);
+        Py_XDECREF(exc);
+    }
+    else {
+        PyErr_WriteUnraisable(cb);
+    }
+}
+
+/* Runs the done callbacks in the order they were added, then drops them. */
+static void
+invoke_callbacks(PyObject *self, fut_data *d)
+{
+    PyObject *cb = d->callback, *cbs = d->callbacks;
+    d->callback = NULL;
+    d->callbacks = NULL;
+    if (cb != NULL) {
+        call_callback(self, cb);
+        Py_DECREF(cb);
+    }
+    if (cbs != NULL) {
+        if (PyList_Check(cbs)) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
+                PyObject *f = PyList_GET_ITEM(cbs, i);
+                Py_INCREF(f);
+                call_callback(self, f);
+                Py_DECREF(f);
+            }
+        }
+        Py_DECREF(cbs);
+    }
+}
+
+/* Completes the future with a result (exc == NULL) or an exception (both
+ * references stolen).  Returns 0, or -1 without an exception set if the
+ * future was already done. */
+static int
+finish(PyObject *self, PyObject *result, PyObject *exc)
+{
+    fut_data *d = FD(self);
+    PyObject *cond = cond_acquire(d);
+    if (is_done(d->state)) {
+        cond_release(cond);
+        Py_XDECREF(result);
+        Py_XDECREF(exc);
+        return -1;
+    }
+    PyObject *old_r = d->result, *old_e = d->exception;
+    d->result = result;
+    d->exception = exc;
+    d->state = ST_FINISHED;
+    notify_waiters(self, d, exc != NULL ? "add_exception" : "add_result");
+    wake_all(d, cond);
+    cond_release(cond);
+    Py_XDECREF(old_r);
+    Py_XDECREF(old_e);
+    invoke_callbacks(self, d);
+    return 0;
+}
+
+/* PENDING -> RUNNING (1), or CANCELLED -> CANCELLED_AND_NOTIFIED (0);
+ * -1 for any other state. */
+static int
+set_running_or_notify(PyObject *self, fut_data *d)
+{
+    int res;
+    PyObject *cond = cond_acquire(d);
+    if (d->state == ST_PENDING) {
+        d->state = ST_RUNNING;
+        res = 1;
+    }
+    else if (d->state == ST_CANCELLED) {
+        d->state = ST_CANCELLED_AND_NOTIFIED;
+        notify_waiters(self, d, "add_cancelled");
+        res = 0;
+    }
+    else {
+        res = -1;
+    }
+    cond_release(cond);
+    return res;
+}
+
+/* PENDING -> CANCELLED.  1 if the future is cancelled now or was already,
+ * 0 if it is running or finished. */
+static int
+cancel(PyObject *self, fut_data *d)
+{
+    PyObject *cond = cond_acquire(d);
+    if (d->state == ST_RUNNING || d->state == ST_FINISHED) {
+        cond_release(cond);
+        return 0;
+    }
+    if (is_cancelled(d->state)) {
+        cond_release(cond);
+        return 1;
+    }
+    d->state = ST_CANCELLED;
+    wake_all(d, cond);
+    cond_release(cond);
+    invoke_callbacks(self, d);
+    return 1;
+}
+
+static void
+drop_call(fut_data *d)
+{
+    Py_CLEAR(d->fn);
+    Py_CLEAR(d->args);
+    Py_CLEAR(d->kwargs);
+}
+
+/* wait_done() through the Condition: `with cond: cond.wait_for(done, t)`. */
+static int
+wait_on_condition(PyObject *self, fut_data *d, double timeout)
+{
+    PyObject *cond = Py_NewRef(d->condition);
+    PyObject *done = NULL, *t = NULL, *r = NULL;
+    int err = -1;
+
+    r = PyObject_CallMethod(cond, "acquire", NULL);
+    if (r == NULL) {
+        goto fail;
+    }
+    Py_DECREF(r);
+    done = PyObject_GetAttrString(self, "done");
+    t = timeout < 0 ? Py_NewRef(Py_None) : PyFloat_FromDouble(timeout);
+    r = (done && t) ? PyObject_CallMethod(cond, "wait_for", "OO", done, t)
+                    : NULL;
+    err = r == NULL ? -1 : 0;
+    Py_XDECREF(r);
+    /* Released even when the wait raised, keeping that exception. */
+    PyObject *exc = ftp_err_fetch();
+    r = PyObject_CallMethod(cond, "release", NULL);
+    if (r == NULL) {
+        err = -1;
+        if (exc != NULL) {
+            PyErr_Clear();
+        }
+    }
+    Py_XDECREF(r);
+    ftp_err_restore(exc);
+fail:
+    Py_XDECREF(t);
+    Py_XDECREF(done);
+    Py_DECREF(cond);
+    return err;
+}
+
+/* Blocks until the future is done or `timeout` seconds (< 0: forever) have
+ * passed, with the GIL released while it sleeps.  0, or -1 with an
+ * exception set (a signal handler raised). */
+static int
+wait_done(PyObject *self, fut_data *d, double timeout)
+{
+    ftp_waiter w;
+    int err = 0;
+    int64_t deadline = 0;
+
+    if (is_done(d->state) || timeout == 0) {
+        return 0;
+    }
+    if (d->condition != NULL) {
+        /* Someone uses `_condition` and may hold it while calling us (the
+         * base class's result() does that): wait on it, which releases it,
+         * as the base class would.  finish() notifies it. */
+        return wait_on_condition(self, d, timeout);
+    }
+    w.lock = PyThread_allocate_lock();
+    if (w.lock == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Held by us; wake_all() releases it, which wakes the acquire below. */
+    PyThread_acquire_lock(w.lock, WAIT_LOCK);
+    w.next = d->cwaiters;
+    d->cwaiters = &w;
+    if (timeout > 0) {
+        deadline = ftpool_now_ns() + (int64_t)(timeout * FTP_NS_PER_SEC);
+    }
+    Py_INCREF(self);
+    for (;;) {
+        PY_TIMEOUT_T us = -1;
+        PyLockStatus r;
+        if (timeout > 0) {
+            int64_t left = deadline - ftpool_now_ns();
+            us = left > 0 ? (PY_TIMEOUT_T)(left / 1000) : 0;
+            if (us > PY_TIMEOUT_MAX) {
+                us = PY_TIMEOUT_MAX;
+            }
+        }
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(w.lock, us, 1);
+        Py_END_ALLOW_THREADS
+        if (r != PY_LOCK_INTR) {
+            break;
+        }
+        /* Interrupted by a signal: run the Python handlers, go on waiting
+         * unless one of them raised or the future is done meanwhile. */
+        if (Py_MakePendingCalls() < 0) {
+            err = -1;
+            break;
+        }
+        if (is_done(d->state)) {
+            break;
+        }
+    }
+    /* Still linked if we timed out or were interrupted. */
+    for (ftp_waiter **p = &d->cwaiters; *p != NULL; p = &(*p)->next) {
+        if (*p == &w) {
+            *p = w.next;
+            break;
+        }
+    }
+    PyThread_free_lock(w.lock);
+    Py_DECREF(self);
+    return err;
+}
+
+/* timeout argument: None -> -1 (forever), a number -> seconds >= 0. */
+static int
+parse_timeout(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+              double *timeout)
+{
+    PyObject *t = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 1) {
+        PyErr_SetString(PyExc_TypeError, "expected at most 1 argument");
+        return -1;
+    }
+    if (nargs == 1) {
+        t = args[0];
+    }
+    else if (nkw == 1) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, 0);
+        if (!PyUnicode_Check(name)
+            || PyUnicode_CompareWithASCIIString(name, "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "unexpected keyword argument %R", name);
+            return -1;
+        }
+        t = args[0];
+    }
+    if (t == Py_None) {
+        *timeout = -1;
+        return 0;
+    }
+    double v = PyFloat_AsDouble(t);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v != v) {
+        PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+        return -1;
+    }
+    /* As threading.Condition.wait: a negative timeout does not wait. */
+    *timeout = v > 0 ? v : 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points for the executor                                            */
+/* ------------------------------------------------------------------------ */
+
+PyObject *
+ftp_future_new_call(PyTypeObject *type, PyObject *fn, PyObject *args,
+                    PyObject *kwargs)
+{
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    fut_data *d = FD(self);
+    d->fn = Py_NewRef(fn);
+    d->args = Py_NewRef(args);
+    d->kwargs = Py_XNewRef(kwargs);
+    return self;
+}
+
+void
+ftp_future_run(PyObject *self)
+{
+    fut_data *d = FD(self);
+    if (set_running_or_notify(self, d) != 1) {
+        /* Cancelled meanwhile (or completed by hand): nothing to run. */
+        drop_call(d);
+        return;
+    }
+    PyObject *fn = d->fn, *args = d->args, *kwargs = d->kwargs;
+    d->fn = d->args = d->kwargs = NULL;
+    PyObject *res;
+    if (fn == NULL || args == NULL || !PyTuple_Check(args)
+        || (kwargs != NULL && !PyDict_Check(kwargs))) {
+        PyErr_SetString(PyExc_RuntimeError, "the future's call was lost");
+        res = NULL;
+    }
+    else {
+        res = PyObject_Call(fn, args, kwargs);
+    }
+    Py_XDECREF(fn);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    if (res != NULL) {
+        finish(self, res, NULL);
+    }
+    else {
+        finish(self, NULL, ftp_err_fetch());
+    }
+}
+
+void
+ftp_future_fail(PyObject *self, PyObject *exc)
+{
+    fut_data *d = FD(self);
+    drop_call(d);
+    if (set_running_or_notify(self, d) == 1) {
+        finish(self, NULL, Py_NewRef(exc));
+    }
+}
+
+void
+ftp_future_drop(PyObject *self)
+{
+    fut_data *d = FD(self);
+    drop_call(d);
+    /* The work will never be picked up, so notify at once what the worker
+     * would have notified when reaching it. */
+    cancel(self, d);
+    set_running_or_notify(self, d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Methods                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int
+init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0
+        || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Future() takes no arguments");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+fut_cancel(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(cancel(self, FD(self)));
+}
+
+static PyObject *
+fut_cancelled(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(is_cancelled(FD(self)->state));
+}
+
+static PyObject *
+fut_running(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(FD(self)->state == ST_RUNNING);
+}
+
+static PyObject *
+fut_done(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(is_done(FD(self)->state));
+}
+
+/* Waits for the future like result()/exception(): 0 if finished, -1 with
+ * CancelledError, TimeoutError or the wait's error set. */
+static int
+wait_finished(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    fut_data *d = FD(self);
+    double timeout;
+    if (d->state != ST_FINISHED) {
+        if (parse_timeout(args, nargs, kwnames, &timeout) < 0) {
+            return -1;
+        }
+        if (wait_done(self, d, timeout) < 0) {
+            return -1;
+        }
+    }
+    if (is_cancelled(d->state)) {
+        raise_base_error("CancelledError", NULL);
+        return -1;
+    }
+    if (d->state != ST_FINISHED) {
+        raise_base_error("TimeoutError", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+fut_result(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    if (wait_finished(self, args, nargs, kwnames) < 0) {
+        return NULL;
+    }
+    fut_data *d = FD(self);
+    if (d->exception != NULL) {
+        raise_exception(d->exception);
+        return NULL;
+    }
+    return Py_NewRef(d->result ? d->result : Py_None);
+}
+
+static PyObject *
+fut_exception(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    if (wait_finished(self, args, nargs, kwnames) < 0) {
+        return NULL;
+    }
+    PyObject *e = FD(self)->exception;
+    return Py_NewRef(e ? e : Py_None);
+}
+
+static PyObject *
+fut_add_done_callback(PyObject *self, PyObject *fn)
+{
+    fut_data *d = FD(self);
+    PyObject *cond = cond_acquire(d);
+    if (!is_done(d->state)) {
+        int err = 0;
+        if (d->callback == NULL) {
+            d->callback = Py_NewRef(fn);
+        }
+        else if (d->callbacks == NULL || !PyList_Check(d->callbacks)) {
+            Py_XSETREF(d->callbacks, PyList_New(1));
+            if (d->callbacks == NULL) {
+                err = -1;
+            }
+            else {
+                PyList_SET_ITEM(d->callbacks, 0, Py_NewRef(fn));
+            }
+        }
+        else {
+            err = PyList_Append(d->callbacks, fn);
+        }
+        cond_release(cond);
+        if (err < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    cond_release(cond);
+    /* Already done: call it now, in this thread. */
+    PyObject *r = PyObject_CallOneArg(fn, self);
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;
+        }
+        PyObject *exc = ftp_err_fetch();
+        ftp_log_exception("error", "exception calling callback for %r",
+                          self, exc);
+        Py_XDECREF(exc);
+    }
+    Py_XDECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+fut_set_running_or_notify_cancel(PyObject *self, PyObject *unused)
+{
+    fut_data *d = FD(self);
+    int r = set_running_or_notify(self, d);
+    if (r < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Future in unexpected state");
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+invalid_state(PyObject *self)
+{
+    PyObject *msg = PyUnicode_FromFormat(
+        "%s: %R", state_names[FD(self)->state], self);
+    if (msg != NULL) {
+        raise_base_error("InvalidStateError", msg);
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+static PyObject *
+fut_set_result(PyObject *self, PyObject *result)
+{
+    if (is_done(FD(self)->state)) {
+        return invalid_state(self);
+    }
+    if (finish(self, Py_NewRef(result), NULL) < 0) {
+        return invalid_state(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+fut_set_exception(PyObject *self, PyObject *exc)
+{
+    if (is_done(FD(self)->state)) {
+        return invalid_state(self);
+    }
+    if (exc == Py_None) {
+        /* Stored as "no exception", as the base class would read it. */
+        if (finish(self, NULL, NULL) < 0) {
+            return invalid_state(self);
+        }
+        Py_RETURN_NONE;
+    }
+    if (finish(self, NULL, Py_NewRef(exc)) < 0) {
+        return invalid_state(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+fut_repr(PyObject *self)
+{
+    fut_data *d = FD(self);
+    PyObject *name = PyObject_GetAttrString((PyObject *)Py_TYPE(self),
+                                            "__name__");
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *res;
+    if (d->state == ST_FINISHED) {
+        PyObject *v = d->exception ? d->exception
+                                   : (d->result ? d->result : Py_None);
+        res = PyUnicode_FromFormat("<%U at %p state=%s %s %s>", name, self,
+                                   state_descr[d->state],
+                                   d->exception ? "raised" : "returned",
+                                   Py_TYPE(v)->tp_name);
+    }
+    else {
+        res = PyUnicode_FromFormat("<%U at %p state=%s>", name, self,
+                                   state_descr[d->state]);
+    }
+    Py_DECREF(name);
+    return res;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attributes concurrent.futures reads directly                             */
+/* ------------------------------------------------------------------------ */
+
+static PyObject *
+get_state(PyObject *self, void *closure)
+{
+    return PyUnicode_InternFromString(state_names[FD(self)->state]);
+}
+
+static PyObject *
+get_condition(PyObject *self, void *closure)
+{
+    fut_data *d = FD(self);
+    if (d->condition == NULL) {
+        PyObject *tp = PyObject_GetAttrString((PyObject *)Py_TYPE(self),
+                                              "_ftp_condition_type");
+        if (tp == NULL) {
+            return NULL;
+        }
+        if (!PyType_Check(tp)
+            || ((PyTypeObject *)tp)->tp_dealloc != fcond_dealloc) {
+            Py_DECREF(tp);
+            PyErr_SetString(PyExc_TypeError,
+                            "_ftp_condition_type was replaced");
+            return NULL;
+        }
+        PyObject *cond = fcond_new((PyTypeObject *)tp);
+        Py_DECREF(tp);
+        if (cond == NULL) {
+            return NULL;
+        }
+        /* Making it ran Python code: another thread may have won. */
+        if (d->condition == NULL) {
+            d->condition = cond;
+        }
+        else {
+            Py_DECREF(cond);
+        }
+    }
+    return Py_NewRef(d->condition);
+}
+
+static PyObject *
+get_waiters(PyObject *self, void *closure)
+{
+    fut_data *d = FD(self);
+    if (d->waiters == NULL) {
+        d->waiters = PyList_New(0);
+        if (d->waiters == NULL) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(d->waiters);
+}
+
+static PyObject *
+get_result(PyObject *self, void *closure)
+{
+    PyObject *r = FD(self)->result;
+    return Py_NewRef(r ? r : Py_None);
+}
+
+static PyObject *
+get_exception(PyObject *self, void *closure)
+{
+    PyObject *e = FD(self)->exception;
+    return Py_NewRef(e ? e : Py_None);
+}
+
+static PyGetSetDef fut_getset[] = {
+    {"_state", get_state, NULL, "The state's name, as in "
+     "concurrent.futures._base.", NULL},
+    {"_condition", get_condition, NULL, "Acts as a threading.Condition "
+     "notified when the future is done (made on first access).", NULL},
+    {"_waiters", get_waiters, NULL, "The concurrent.futures.wait() waiters "
+     "(made on first access).", NULL},
+    {"_result", get_result, NULL, NULL, NULL},
+    {"_exception", get_exception, NULL, NULL, NULL},
+    {NULL}
+};
+
+#define FAST (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef fut_methods[] = {
+    {"cancel", fut_cancel, METH_NOARGS,
+     "Cancels the future if it has not started; True if it is cancelled."},
+    {"cancelled", fut_cancelled, METH_NOARGS,
+     "True if the future was cancelled."},
+    {"running", fut_running, METH_NOARGS,
+     "True if the call is running now."},
+    {"done", fut_done, METH_NOARGS,
+     "True if the future was cancelled or finished."},
+    {"result", (PyCFunction)(void (*)(void))fut_result, FAST,
+     "result(timeout=None)\n--\n\nThe call's result; re-raises its "
+     "exception."},
+    {"exception", (PyCFunction)(void (*)(void))fut_exception, FAST,
+     "exception(timeout=None)\n--\n\nThe call's exception, or None."},
+    {"add_done_callback", fut_add_done_callback, METH_O,
+     "Calls fn(future) when the future is done (now if it is done)."},
+    {"set_running_or_notify_cancel", fut_set_running_or_notify_cancel,
+     METH_NOARGS, "For executors: marks the future running; False if it "
+     "was cancelled."},
+    {"set_result", fut_set_result, METH_O,
+     "For executors: completes the future with a result."},
+    {"set_exception", fut_set_exception, METH_O,
+     "For executors: completes the future with an exception."},
+    {NULL}
+};
+
+int
+ftp_future_check_type(PyObject *type)
+{
+    if (!PyType_Check(type)) {
+        return 0;
+    }
+    for (PyTypeObject *t = (PyTypeObject *)type; t != NULL; t = t->tp_base) {
+        if (t->tp_init == init) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+PyTypeObject *
+ftp_future_create_type(PyObject *module)
+{
+    PyObject *base = NULL, *bases = NULL;
+    PyTypeObject *type = NULL;
+
+    base = base_attr("Future");
+    if (base == NULL) {
+        return NULL;
+    }
+    if (!PyType_Check(base)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "concurrent.futures.Future is not a class");
+        goto done;
+    }
+    Py_ssize_t off = ((PyTypeObject *)base)->tp_basicsize;
+    if (fut_off >= 0 && fut_off != off) {
+        PyErr_SetString(PyExc_ImportError,
+                        "concurrent.futures.Future changed its layout");
+        goto done;
+    }
+    fut_off = off;
+
+    PyMemberDef members[] = {
+#define M(name, field) \
+        {name, T_OBJECT_EX, off + offsetof(fut_data, field), 0, NULL}
+        M("_ftp_fn", fn),
+        M("_ftp_args", args),
+        M("_ftp_kwargs", kwargs),
+        M("_ftp_result", result),
+        M("_ftp_exception", exception),
+        M("_ftp_callback", callback),
+        M("_ftp_callbacks", callbacks),
+        M("_ftp_condition", condition),
+        M("_ftp_waiters", waiters),
+#undef M
+        {NULL}
+    };
+    PyType_Slot slots[] = {
+        {Py_tp_doc, "The result of a call submitted to a "
+                    "ThreadPoolExecutor: a concurrent.futures.Future."},
+        {Py_tp_init, init},
+        {Py_tp_repr, fut_repr},
+        {Py_tp_methods, fut_methods},
+        {Py_tp_getset, fut_getset},
+        {Py_tp_members, members},
+        {0, NULL}
+    };
+    /* No Py_TPFLAGS_HAVE_GC and no dealloc/traverse/clear: inherited from
+     * the Python base, see the top of the file. */
+    PyType_Spec spec = {
+        .name = "fastthreadpool.Future",
+        .basicsize = (int)(off + sizeof(fut_data)),
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+        .slots = slots,
+    };
+    bases = PyTuple_Pack(1, base);
+    if (bases == NULL) {
+        goto done;
+    }
+    type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, bases);
+    if (type == NULL) {
+        goto done;
+    }
+    if (!(type->tp_flags & Py_TPFLAGS_HAVE_GC)
+        || type->tp_basicsize != spec.basicsize) {
+        PyErr_SetString(PyExc_ImportError, "unexpected Future layout");
+        Py_CLEAR(type);
+        goto done;
+    }
+    PyObject *fcond_type = PyType_FromModuleAndSpec(module, &fcond_spec,
+                                                    NULL);
+    if (fcond_type == NULL
+        || PyObject_SetAttrString((PyObject *)type, "_ftp_condition_type",
+                                  fcond_type) < 0
+        || PyModule_AddObjectRef(module, "Future", (PyObject *)type) < 0) {
+        Py_CLEAR(type);
+    }
+    Py_XDECREF(fcond_type);
+done:
+    Py_XDECREF(bases);
+    Py_XDECREF(base);
+    return type;
+}

@@ -1,0 +1,245 @@
+/*
+ * test_stress.c - many jobs from several threads; allocation failures.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ------------------------------------------------------------------------ */
+/* Every job runs exactly once                                              */
+/* ------------------------------------------------------------------------ */
+
+static atomic_uchar *stress_flags;
+
+static void
+stress_job(void *arg)
+{
+    atomic_fetch_add_explicit(&stress_flags[(uintptr_t)arg], 1,
+                              memory_order_relaxed);
+}
+
+typedef struct stress_part {
+    ftpool_t *pool;
+    size_t begin, end;
+    atomic_int errors;
+} stress_part;
+
+static void
+stress_submitter(void *arg)
+{
+    stress_part *p = arg;
+    size_t i;
+
+    for (i = p->begin; i < p->end; i++) {
+        if (ftpool_submit(p->pool, stress_job, (void *)(uintptr_t)i, NULL)
+                != FTPOOL_OK) {
+            atomic_fetch_add(&p->errors, 1);
+        }
+    }
+}
+
+void
+test_stress(void)
+{
+    enum { SUBMITTERS = 4 };
+    size_t n = harness_quick() ? 100000 : 1000000;
+    harness_thread th[SUBMITTERS];
+    stress_part parts[SUBMITTERS];
+    ftpool_options o = {0};
+    ftpool_t *pool = NULL;
+    ftpool_stats st;
+    size_t i, bad = 0;
+    int64_t t0;
+
+    if (getenv("FTPOOL_STRESS") != NULL) {
+        n *= 10;
+    }
+    stress_flags = calloc(n, sizeof(*stress_flags));
+    REQUIRE(stress_flags != NULL);
+    o.max_workers = 2;
+    REQUIRE(ftpool_create(&o, &pool) == FTPOOL_OK);
+    t0 = ftpool_now_ns();
+    for (i = 0; i < SUBMITTERS; i++) {
+        parts[i].pool = pool;
+        parts[i].begin = n * i / SUBMITTERS;
+        parts[i].end = n * (i + 1) / SUBMITTERS;
+        atomic_init(&parts[i].errors, 0);
+        thread_start(&th[i], stress_submitter, &parts[i]);
+    }
+    for (i = 0; i < SUBMITTERS; i++) {
+        thread_join(&th[i]);
+        CHECK_EQ(atomic_load(&parts[i].errors), 0);
+    }
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    printf("     %zu jobs from %d threads on 2 workers: %.0f jobs/s\n", n,
+           SUBMITTERS, (double)n * 1e9 / (double)(ftpool_now_ns() - t0));
+    for (i = 0; i < n; i++) {
+        bad += atomic_load_explicit(&stress_flags[i],
+                                    memory_order_relaxed) != 1;
+    }
+    CHECK_EQ(bad, 0);
+    ftpool_get_stats(pool, &st);
+    CHECK_EQ(st.submitted, n);
+    CHECK_EQ(st.completed, n);
+    CHECK_EQ(st.dropped, 0);
+    CHECK(st.workers <= 2);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    free(stress_flags);
+    stress_flags = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Allocation failure                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* An allocator that fails its fail_at-th allocation (counting from 1). */
+typedef struct failing {
+    atomic_long count;
+    atomic_long live;
+    long fail_at;
+    atomic_int failed;
+} failing;
+
+static void *
+failing_alloc(size_t size, void *ctx)
+{
+    failing *f = ctx;
+    void *p;
+
+    if (atomic_fetch_add(&f->count, 1) + 1 == f->fail_at) {
+        atomic_store(&f->failed, 1);
+        return NULL;
+    }
+    p = malloc(size);
+    if (p != NULL) {
+        atomic_fetch_add(&f->live, 1);
+    }
+    return p;
+}
+
+static void
+failing_free(void *ptr, void *ctx)
+{
+    failing *f = ctx;
+
+    atomic_fetch_sub(&f->live, 1);
+    free(ptr);
+}
+
+typedef struct fate {
+    atomic_int ran;
+    atomic_int dropped;
+} fate;
+
+static void
+fate_run(void *arg)
+{
+    atomic_fetch_add(&((fate *)arg)->ran, 1);
+}
+
+static void
+fate_drop(void *arg)
+{
+    atomic_fetch_add(&((fate *)arg)->dropped, 1);
+}
+
+/* One create/submit/timer/semaphore/destroy sequence; returns 1 if the
+ * injected failure happened. */
+static int
+alloc_sequence(long fail_at)
+{
+    enum { JOBS = 24 };
+    ftpool_allocator a;
+    failing f;
+    ftpool_options o = {0};
+    ftpool_t *pool = NULL;
+    ftpool_sem_t *sem = NULL;
+    fate jobs[JOBS], once, periodic;
+    int accepted[JOBS], once_ok, periodic_ok, rc, i;
+
+    memset(jobs, 0, sizeof(jobs));
+    memset(&once, 0, sizeof(once));
+    memset(&periodic, 0, sizeof(periodic));
+    atomic_init(&f.count, 0);
+    atomic_init(&f.live, 0);
+    atomic_init(&f.failed, 0);
+    f.fail_at = fail_at;
+    a.alloc = failing_alloc;
+    a.free = failing_free;
+    a.ctx = &f;
+    o.max_workers = 2;
+    o.allocator = &a;
+
+    rc = ftpool_create(&o, &pool);
+    CHECK(rc == FTPOOL_OK || rc == FTPOOL_ENOMEM);
+    if (rc != FTPOOL_OK) {
+        CHECK_EQ(atomic_load(&f.live), 0);
+        return atomic_load(&f.failed);
+    }
+    for (i = 0; i < JOBS; i++) {
+        rc = ftpool_submit_ex(pool, fate_run, fate_drop, &jobs[i],
+                              i % 5 == 4 ? FTPOOL_FRONT : 0, NULL);
+        CHECK(rc == FTPOOL_OK || rc == FTPOOL_ENOMEM || rc == FTPOOL_ESPAWN);
+        accepted[i] = rc != FTPOOL_ENOMEM;
+    }
+    rc = ftpool_timer_after(pool, 0, 0, fate_run, fate_drop, &once, NULL);
+    CHECK(rc == FTPOOL_OK || rc == FTPOOL_ENOMEM);
+    once_ok = rc == FTPOOL_OK;
+    rc = ftpool_timer_after(pool, MS, MS, fate_run, fate_drop, &periodic,
+                            NULL);
+    CHECK(rc == FTPOOL_OK || rc == FTPOOL_ENOMEM);
+    periodic_ok = rc == FTPOOL_OK;
+
+    ftpool_set_allocator(&a);
+    rc = ftpool_sem_create(1, &sem);
+    ftpool_set_allocator(NULL);
+    CHECK(rc == FTPOOL_OK || rc == FTPOOL_ENOMEM);
+    if (rc == FTPOOL_OK) {
+        CHECK_EQ(ftpool_sem_acquire(sem, 0), FTPOOL_OK);
+        ftpool_sem_destroy(sem);
+    }
+
+    /* Let some jobs and timer runs happen (if a worker could start). */
+    ftpool_wait_idle(pool, 5 * MS);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+
+    /* Each accepted job ran or was dropped, exactly once; a rejected job
+     * had neither callback. */
+    for (i = 0; i < JOBS; i++) {
+        int ran = atomic_load(&jobs[i].ran);
+        int dropped = atomic_load(&jobs[i].dropped);
+
+        CHECK_EQ(ran + dropped, accepted[i] ? 1 : 0);
+    }
+    CHECK_EQ(atomic_load(&once.ran) + atomic_load(&once.dropped), once_ok);
+    CHECK_EQ(atomic_load(&periodic.dropped), periodic_ok);
+    if (!periodic_ok) {
+        CHECK_EQ(atomic_load(&periodic.ran), 0);
+    }
+    CHECK_EQ(atomic_load(&f.live), 0);
+    return atomic_load(&f.failed);
+}
+
+void
+test_alloc_failure(void)
+{
+    long n;
+
+    /* Fail the 1st, 2nd, ... allocation until the sequence completes
+     * without reaching the failing one. */
+    for (n = 1; n < 1000; n++) {
+        int before = harness_failures;
+
+        if (!alloc_sequence(n)) {
+            break;
+        }
+        if (harness_failures != before) {
+            fprintf(stderr, "    (failing allocation #%ld)\n", n);
+            break;
+        }
+    }
+    printf("     %ld allocation points failed in turn\n", n - 1);
+    CHECK(n > 5);
+    CHECK(n < 1000);
+}

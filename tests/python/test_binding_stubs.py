@@ -1,0 +1,106 @@
+"""The type stubs (fastthreadpool/__init__.pyi) describe the code exactly:
+every public name, method, property and parameter, and nothing else."""
+import ast
+import inspect
+import os
+
+import pytest
+
+import fastthreadpool
+
+STUB = os.path.join(os.path.dirname(fastthreadpool.__file__), "__init__.pyi")
+
+
+def stub_tree():
+    with open(STUB) as f:
+        return ast.parse(f.read())
+
+
+def stub_classes():
+    return {node.name: node for node in stub_tree().body
+            if isinstance(node, ast.ClassDef)}
+
+
+def stub_members(cls):
+    return {node.name: node for node in cls.body
+            if isinstance(node, ast.FunctionDef)}
+
+
+def public(names):
+    return {n for n in names
+            if not n.startswith("_") or n in ("__enter__", "__exit__")}
+
+
+def test_stub_is_typed_package():
+    assert os.path.exists(os.path.join(os.path.dirname(STUB), "py.typed"))
+
+
+def test_stub_all_matches_runtime():
+    tree = stub_tree()
+    for node in tree.body:
+        if (isinstance(node, ast.Assign)
+                and node.targets[0].id == "__all__"):
+            assert ast.literal_eval(node.value) == fastthreadpool.__all__
+            break
+    else:
+        pytest.fail("__all__ missing from the stub")
+
+
+def test_every_runtime_name_is_in_the_stub():
+    tree = stub_tree()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign):
+            names.add(node.target.id)
+    runtime = {n for n in dir(fastthreadpool) if not n.startswith("_")
+               and not inspect.ismodule(getattr(fastthreadpool, n))}
+    assert runtime - names == set()
+    assert {n for n in names if not n.startswith("_")} - runtime == set()
+
+
+@pytest.mark.parametrize("name", ["Pool", "Semaphore", "TimerObj",
+                                  "ResultQueue"])
+def test_class_members_match(name):
+    cls = getattr(fastthreadpool, name)
+    stub = stub_members(stub_classes()[name])
+    runtime = public(dir(cls)) - public(dir(object))
+    if name == "ResultQueue":
+        # Protocol dunders are declared in the stub; dir() shows slots.
+        runtime |= {"__len__", "__iter__", "__contains__", "__getitem__",
+                    "__bool__"}
+    declared = public(stub) | ({"__len__", "__iter__", "__contains__",
+                                "__getitem__", "__bool__"} & set(stub))
+    assert runtime == declared - {"__init__"}
+
+
+def test_pool_parameters_match_runtime_docs():
+    members = stub_members(stub_classes()["Pool"])
+    params = [a.arg for a in members["__init__"].args.args[1:]]
+    assert params == ["max_children", "child_name_prefix", "init_callback",
+                      "init_args", "finish_callback", "done_callback",
+                      "failed_callback", "log_level", "result_id",
+                      "exc_stack", "exc_args", "done_max"]
+    pool = fastthreadpool.Pool(1, *[None] * 6, 0, False, False, False, 0)
+    try:
+        for p in params:
+            getattr(pool, p)
+    finally:
+        pool.shutdown(3)
+
+
+def test_method_signatures_accept_the_stub_keywords():
+    members = stub_members(stub_classes()["Pool"])
+    pool = fastthreadpool.Pool(1)
+    try:
+        kw = {a.arg for a in members["shutdown"].args.args[1:]}
+        assert kw == {"timeout", "soon"}
+        assert pool.shutdown(timeout=1, soon=False) is True
+        kw = [a.arg for a in members["map"].args.args[1:]]
+        assert kw == ["fn", "itr", "done_callback", "direct", "unpack_args"]
+        kw = [a.arg for a in members["cancel"].args.args[1:]]
+        assert kw == ["job_id", "timer"]
+        assert pool.cancel(job_id=False, timer=None) is True
+    finally:
+        pool.shutdown(3)

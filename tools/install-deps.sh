@@ -1,0 +1,41 @@
+#!/bin/sh
+# Installs what the tests (default) or the benchmarks (--bench) need on a fresh
+# Debian machine.  Safe to run again: it only installs what is missing.
+set -e
+PYTHON=${PYTHON:-python3}
+want_bench=0
+[ "${1:-}" = "--bench" ] && want_bench=1
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
+
+apt_pkgs=""
+need_pkg() { dpkg -s "$1" >/dev/null 2>&1 || apt_pkgs="$apt_pkgs $1"; }
+if command -v dpkg >/dev/null 2>&1; then
+    need_pkg valgrind
+    if [ $want_bench = 1 ]; then
+        need_pkg libglib2.0-dev
+        need_pkg libuv1-dev
+        need_pkg pkg-config
+    fi
+    if [ -n "$apt_pkgs" ]; then
+        echo "installing Debian packages:$apt_pkgs"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $apt_pkgs >/dev/null
+    fi
+fi
+
+py_need() { $PYTHON -c "import $1" 2>/dev/null || py_pkgs="$py_pkgs $2"; }
+py_pkgs=""
+py_need pytest pytest
+py_need hypothesis hypothesis
+py_need setuptools setuptools
+if [ $want_bench = 1 ]; then
+    py_need uvloop uvloop
+    py_need matplotlib matplotlib
+fi
+if [ -n "$py_pkgs" ]; then
+    echo "installing Python packages:$py_pkgs"
+    $PYTHON -m pip install -q $py_pkgs
+fi
+if [ $want_bench = 1 ]; then PYTHON=$PYTHON sh "$(dirname "$0")/install-original.sh"; fi
