@@ -10,7 +10,8 @@
  * 64-bit id that is unique for the pool's lifetime (ids start at 1 and are never
  * reused).  Jobs go to the back of the queue (FIFO) or to its front.  Workers are
  * created on demand, up to `max_workers`: a queued job never waits for a worker
- * while fewer than `max_workers` exist.  Workers are either native threads that
+ * while fewer than `max_workers` exist (unless the pool is shut down, see
+ * ftpool_shutdown).  Workers are either native threads that
  * the engine starts itself, or threads created elsewhere that call
  * ftpool_worker_run() (see `spawn` in ftpool_options).
  *
@@ -244,8 +245,9 @@ enum {
 };
 
 /* Asks the workers to exit (mode, optionally | FTPOOL_SHUTDOWN_TIMERS); does
- * not wait (see ftpool_join).  The pool stays usable: once the last worker
- * has left, a new submission starts workers again. */
+ * not wait (see ftpool_join).  The pool stays usable: from then on it starts
+ * no worker by itself - timers still queue their runs - until a submission
+ * finds no worker alive, which starts workers again for the whole queue. */
 FTPOOL_API int ftpool_shutdown(ftpool_t *pool, unsigned how);
 
 /* Waits until no worker is alive.  FTPOOL_ETIMEDOUT after timeout_ns.

@@ -119,7 +119,9 @@ struct ftpool {
     ftpool__sleeper *sleepers;
     unsigned nactive, nstarting, nwaking;
     unsigned nrequests;         /* spawn-hook requests not yet claimed */
-    int stopping;               /* FTPOOL__RUNNING or a shutdown mode */
+    /* FTPOOL__RUNNING, or the mode of the last shutdown: it lasts until a
+     * submission finds no worker alive. */
+    int stopping;
     int destroying;
     ftpool__native *zombies;    /* exited native threads to join */
 
@@ -135,7 +137,7 @@ struct ftpool {
     /* ftpool_join()/ftpool_wait_idle() sleep on state_cond; whoever makes
      * the last worker leave or the pool idle broadcasts it.  Each of these
      * states also bumps a generation, because it may last only an instant:
-     * a timer can start a new worker before a woken waiter gets the lock. */
+     * new work can arrive before a woken waiter gets the lock. */
     ftpool__cond state_cond;
     unsigned state_waiters;
     uint64_t no_workers_gen;
@@ -175,9 +177,10 @@ ftpool__add_z(_Atomic size_t *c, ptrdiff_t d)
  * ftpool__spawn_workers(), after unlocking). */
 unsigned ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
                                    ftpool__job *last, size_t n);
-/* Wakes or reserves workers for every uncovered queued job (jobs left
- * queued while a shutdown ended).  Returns how many workers to spawn. */
-unsigned ftpool__cover_locked(ftpool_t *pool);
+/* Wakes or reserves workers for every uncovered queued job.  Reserves only
+ * while running, or during a FINISH shutdown if finishing is set.  Returns
+ * how many workers to spawn. */
+unsigned ftpool__cover_locked(ftpool_t *pool, int finishing);
 /* Starts n reserved workers; the lock must not be held.  FTPOOL_OK or
  * FTPOOL_ESPAWN. */
 int ftpool__spawn_workers(ftpool_t *pool, unsigned n);

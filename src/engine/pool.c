@@ -108,7 +108,7 @@ job_queued_locked(ftpool_t *pool)
 }
 
 unsigned
-ftpool__cover_locked(ftpool_t *pool)
+ftpool__cover_locked(ftpool_t *pool, int finishing)
 {
     unsigned spawn = 0;
 
@@ -116,7 +116,7 @@ ftpool__cover_locked(ftpool_t *pool)
         if (pool->sleepers != NULL) {
             wake_one_locked(pool);
         }
-        else if (reserve_worker_locked(pool)) {
+        else if (reserve_slot_locked(pool, finishing)) {
             spawn++;
         }
         else {
@@ -138,16 +138,15 @@ ftpool__check_idle_locked(ftpool_t *pool)
     }
 }
 
-/* A worker (or a reserved slot) is gone for good.  When the last one has
- * left, a shutdown is over and the pool is fresh again.  Not earlier: while
- * a leaving worker still runs its worker_end hook, no worker is started, so
- * that ftpool_join() sees the moment when none is alive. */
+/* A worker (or a reserved slot) is gone for good.  A shutdown stays in
+ * force after the last worker has left (see submit()): nothing but a
+ * submission starts workers again, so ftpool_join() is not kept waiting by
+ * workers that a timer started behind its back. */
 static void
 worker_gone_locked(ftpool_t *pool)
 {
     ftpool__add_u(&pool->nworkers, -1);
     if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed) == 0) {
-        pool->stopping = FTPOOL__RUNNING;
         pool->no_workers_gen++;
         if (pool->state_waiters > 0) {
             ftpool__cond_broadcast(&pool->state_cond);
@@ -396,7 +395,20 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     }
     ftpool__add_z(&pool->npending, 1);
     pool->submitted++;
-    spawn = job_queued_locked(pool);
+    if (pool->stopping == FTPOOL__RUNNING) {
+        spawn = job_queued_locked(pool);
+    }
+    else {
+        /* After a shutdown: a submission that finds no worker alive starts
+         * the pool again (for every queued job); one during a FINISH
+         * shutdown gets workers that finish the queue and leave. */
+        if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed)
+                == 0) {
+            pool->stopping = FTPOOL__RUNNING;
+        }
+        spawn = ftpool__cover_locked(
+            pool, pool->stopping == FTPOOL_SHUTDOWN_FINISH);
+    }
     /* Stored before unlocking, so that the id is there before the job can
      * start: a job may read its own id through its argument. */
     if (id_out != NULL) {
@@ -743,22 +755,20 @@ ftpool_shutdown(ftpool_t *pool, unsigned how)
     if (mode == FTPOOL_SHUTDOWN_DROP) {
         plain = clear_queue_locked(pool, &n, &done);
     }
+    /* While workers are alive the strongest mode asked for wins; once all
+     * have left, the previous shutdown is over and this one replaces it.
+     * It lasts until a submission finds no worker alive. */
+    if ((int)mode > pool->stopping
+            || atomic_load_explicit(&pool->nworkers,
+                                    memory_order_relaxed) == 0) {
+        pool->stopping = (int)mode;
+    }
+    wake_all_locked(pool);
     /* Finishing needs workers for the queued jobs even if none is left
      * (after a SOON shutdown, or a failed spawn); they exit once the queue
      * is empty. */
-    if (mode == FTPOOL_SHUTDOWN_FINISH
-            && (pool->stopping == FTPOOL__RUNNING
-                || pool->stopping == FTPOOL_SHUTDOWN_FINISH)) {
-        while (reserve_slot_locked(pool, 1)) {
-            spawn++;
-        }
-    }
-    /* With no worker the pool is already what shutdown leads to. */
-    if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed) > 0) {
-        if ((int)mode > pool->stopping) {
-            pool->stopping = (int)mode;
-        }
-        wake_all_locked(pool);
+    if (pool->stopping == FTPOOL_SHUTDOWN_FINISH) {
+        spawn = ftpool__cover_locked(pool, 1);
     }
     ftpool__mutex_unlock(&pool->lock);
 
@@ -1007,10 +1017,8 @@ ftpool_destroy(ftpool_t *pool)
     ftpool__mutex_lock(&pool->lock);
     done = ftpool__timer_disarm_all_locked(pool, &n);
     plain = clear_queue_locked(pool, &n, &done);
-    if (atomic_load_explicit(&pool->nworkers, memory_order_relaxed) > 0) {
-        pool->stopping = FTPOOL_SHUTDOWN_DROP;
-        wake_all_locked(pool);
-    }
+    pool->stopping = FTPOOL_SHUTDOWN_DROP;
+    wake_all_locked(pool);
     ftpool__mutex_unlock(&pool->lock);
     drop_jobs(pool, plain);
     ftpool__timer_finish(pool, done);

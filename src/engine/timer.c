@@ -252,9 +252,9 @@ timer_main(void *arg)
         if (n > 0) {
             spawn = ftpool__push_front_locked(pool, first, last, n);
         }
-        /* A run not queued twice may still wait for a worker: one queued
-         * while a shutdown ended found none to start. */
-        spawn += ftpool__cover_locked(pool);
+        /* A run not queued twice may still wait for a worker (one queued
+         * while a spawn failed found none). */
+        spawn += ftpool__cover_locked(pool, 0);
         if (spawn > 0 || done != NULL) {
             ftpool__mutex_unlock(&pool->lock);
             if (spawn > 0) {

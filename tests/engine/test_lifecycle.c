@@ -515,22 +515,25 @@ void
 test_join_with_timer(void)
 {
     ftpool_t *pool = make_pool(1);
-    atomic_int runs = 0;
+    atomic_int runs = 0, other = 0;
     uint64_t id = 0;
     int i, rounds = harness_quick() ? 30 : 200;
 
     REQUIRE(pool != NULL);
-    /* A fast periodic timer starts a new worker right after the last one
-     * leaves; join and wait_idle must still see the instant in between
-     * instead of waiting for a state that never lasts. */
+    /* A fast periodic timer keeps queueing runs while the pool shuts down:
+     * join must neither wait for workers the timer starts nor miss the
+     * instant when none is alive; wait_idle must see the short idle
+     * moments between runs. */
     CHECK_EQ(ftpool_timer_after(pool, 0, MS / 2, quick_job, NULL, &runs,
                                 &id), FTPOOL_OK);
     for (i = 0; i < rounds; i++) {
-        /* A run has happened since the last join: a worker was started. */
+        /* Start the pool again; a timer run reaches a worker. */
+        CHECK_EQ(ftpool_submit(pool, quick_job, &other, NULL), FTPOOL_OK);
         CHECK(wait_counter(&runs, i + 1, 5000 * MS));
+        CHECK_EQ(ftpool_wait_idle(pool, 5000 * MS), FTPOOL_OK);
         CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH), FTPOOL_OK);
         CHECK_EQ(ftpool_join(pool, 5000 * MS), FTPOOL_OK);
-        CHECK_EQ(ftpool_wait_idle(pool, 5000 * MS), FTPOOL_OK);
+        CHECK_EQ(ftpool_workers(pool), 0);      /* none started since */
         if (harness_failures > 0) {
             break;
         }

@@ -385,12 +385,19 @@ test_timer_cancel_queued_run(void)
     gate_destroy(&g);
 }
 
+static void
+nothing(void *arg)
+{
+    (void)arg;
+}
+
 void
 test_timer_shutdown_flag(void)
 {
     ftpool_t *pool = make_pool(2);
     tstate a, b, c;
     ftpool_stats st;
+    int n;
 
     REQUIRE(pool != NULL);
     tstate_init(&a, pool);
@@ -401,17 +408,21 @@ test_timer_shutdown_flag(void)
     CHECK_EQ(ftpool_timer_after(pool, 2 * MS, 2 * MS, t_run, t_drop, &b,
                                 NULL), FTPOOL_OK);
     CHECK(wait_counter(&b.runs, 2, 5000 * MS));
-    /* Without the flag, timers survive a shutdown. */
+    /* Without the flag, timers survive a shutdown ... */
     CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH), FTPOOL_OK);
     CHECK_EQ(ftpool_join(pool, -1), FTPOOL_OK);
     ftpool_get_stats(pool, &st);
     CHECK_EQ(st.timers, 2);
     CHECK_EQ(atomic_load(&a.drops) + atomic_load(&b.drops), 0);
-    {
-        int n = atomic_load(&b.runs);
-
-        CHECK(wait_counter(&b.runs, n + 2, 5000 * MS));
-    }
+    /* ... and queue their runs, but start no worker by themselves ... */
+    n = atomic_load(&b.runs);
+    harness_sleep_ns(20 * MS);
+    CHECK_EQ(atomic_load(&b.runs), n);
+    CHECK_EQ(ftpool_pending(pool), 1);      /* one run, not queued twice */
+    CHECK_EQ(ftpool_workers(pool), 0);
+    /* ... until a submission starts the pool again. */
+    CHECK_EQ(ftpool_submit(pool, nothing, NULL, NULL), FTPOOL_OK);
+    CHECK(wait_counter(&b.runs, n + 3, 5000 * MS));
     CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH
                                    | FTPOOL_SHUTDOWN_TIMERS), FTPOOL_OK);
     CHECK_EQ(ftpool_join(pool, -1), FTPOOL_OK);
@@ -421,9 +432,11 @@ test_timer_shutdown_flag(void)
     CHECK_EQ(atomic_load(&a.runs), 0);
     ftpool_get_stats(pool, &st);
     CHECK_EQ(st.timers, 0);
+    CHECK_EQ(st.pending, 0);
     /* The pool still takes timers afterwards. */
     CHECK_EQ(ftpool_timer_after(pool, 0, 0, t_run, t_drop, &c, NULL),
              FTPOOL_OK);
+    CHECK_EQ(ftpool_submit(pool, nothing, NULL, NULL), FTPOOL_OK);
     CHECK(wait_counter(&c.runs, 1, 5000 * MS));
     CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
     CHECK_EQ(atomic_load(&a.drops), 1);
