@@ -20,7 +20,7 @@ LDLIBS  += -lpthread
 ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
 TEST_SRC    := $(wildcard tests/engine/*.c)
 
-.PHONY: all lib test test-c test-py asan tsan valgrind check bench bench-full \
+.PHONY: all lib examples test test-c test-py asan tsan valgrind check bench bench-full \
         ext clean stress deps
 
 all: lib
@@ -51,9 +51,18 @@ $(eval $(call flavour,tsan,$(TSAN_FLAGS)))
 $(BUILD)/libftpool.a: $(BUILD)/release/libftpool.a
 	cp $< $@
 
+# Example programs that use the engine from plain C; built by test-c so they
+# keep compiling against the public header.
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLES)
+$(BUILD)/examples/%: examples/%.c $(BUILD)/release/libftpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $< $(BUILD)/release/libftpool.a -o $@ $(LDLIBS)
+
 test: test-c test-py
 
-test-c: $(BUILD)/release/engine_tests
+test-c: $(BUILD)/release/engine_tests examples
+	$(BUILD)/examples/parallel_sum
 	$(BUILD)/release/engine_tests
 
 asan: $(BUILD)/asan/engine_tests
