@@ -99,7 +99,8 @@ ftp_state *ftp_state_from_type(PyTypeObject *tp);
 extern PyModuleDef ftp_module_def;
 
 #define FTP_LOGGER_NAME "fastthreadpool"
-#define FTP_DEFAULT_LOGGING_FORMAT "[%(levelname)s/%(processName)s] %(message)s"
+#define FTP_DEFAULT_LOGGING_FORMAT \
+    "[%(levelname)s/%(processName)s] %(message)s"
 
 /* ------------------------------------------------------------------------ */
 /* Semaphore (semaphore.c)                                                  */

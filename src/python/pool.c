@@ -4,12 +4,14 @@
  * Two objects make a pool:
  *
  * - the Pool, which users hold.  It owns
- * - the core (_PoolCore, internal): the engine pool, the settings, the
- *   result queues, the worker list and the timers.  Worker threads,
- *   callback threads and timer handles reference the core, never the Pool,
- *   so a Pool that nobody references is freed; its dealloc asks the engine
- *   to finish the queue and let the workers go, and the core follows once
- *   the last thread has left (D9).
+ * - the core (_PoolCore, internal): the settings, the result queues, the
+ *   worker list and the timers, and through its shell (ftp_shell) the
+ *   engine pool.  Queued jobs, armed timers and as_completed() iterators
+ *   hold references to the core; idle workers and the pool-level callback
+ *   threads do not.  So a Pool that nobody references - even one caught in
+ *   a reference cycle through its own results - is freed, its core
+ *   follows as soon as its work is done, and the core's dealloc destroys
+ *   the engine pool, which lets the idle workers go (D9).
  *
  * Workers are threading.Thread objects whose target calls
  * ftpool_worker_run().  A worker holds the GIL while it runs jobs and lets
@@ -42,7 +44,17 @@
  * this often (Python-level jobs let the interpreter switch anyway). */
 #define FTP_YIELD_NS 5000000LL
 
-enum { FTP_KIND_JOB = 1, FTP_KIND_MAP = 2, FTP_KIND_TIMER = 3 };
+enum { FTP_KIND_JOB = 1, FTP_KIND_MAP = 2, FTP_KIND_TIMER = 3,
+       FTP_KIND_NOP = 4 };
+
+/* The argument of the no-op job that restarts the engine (see clear()). */
+static int ftp_nop_arg = FTP_KIND_NOP;
+
+static void
+nop_run(void *arg)
+{
+    (void)arg;
+}
 
 typedef struct ftp_core ftp_core;
 
@@ -185,7 +197,7 @@ typedef struct ftp_cbctx {
     struct ftp_cbctx **slot;    /* core's pointer to us, or NULL (GIL) */
 } ftp_cbctx;
 
-/* Every engine job argument starts with its kind (see core_jobs). */
+/* Every engine job argument starts with its kind (see get_jobs). */
 typedef struct ftp_job {
     int kind;
     struct ftp_job *next;       /* free list link */
@@ -273,6 +285,7 @@ struct ftp_core {
     ftp_job *free_jobs;
     int nfree;
     int is_shutdown;
+    int children_stopped;       /* shutdown_children() since clear() */
 };
 
 typedef struct {
@@ -1610,6 +1623,11 @@ timer_fire(void *arg)
     PyObject *r;
 
     t->fired = 1;
+    if (core->cb_restart && core_check_callbacks(core) < 0) {
+        /* A timer run after shutdown(): its result still goes to the
+         * pool-level callbacks, which shutdown() had stopped. */
+        PyErr_WriteUnraisable((PyObject *)core);
+    }
     r = PyObject_Call(t->fn, t->args, t->kwargs);
     if (r == NULL) {
         record_failure(&core->shape, t->id, t->args, t->kwargs);
@@ -1652,7 +1670,13 @@ ftp_core_cancel_timer(PyObject *obj, ftp_timerobject *h)
     if (core->pool == NULL || !h->active) {
         return 0;
     }
-    return ftpool_timer_cancel(core->pool, h->timer_id) == FTPOOL_OK;
+    if (ftpool_timer_cancel(core->pool, h->timer_id) != FTPOOL_OK) {
+        return 0;
+    }
+    /* No further run: inactive now, even if a run already queued or
+     * running keeps the record until it ends. */
+    h->active = 0;
+    return 1;
 }
 
 /* Arms a timer for fn(*args, **kwargs): first run after delay_ns, then
@@ -2187,10 +2211,10 @@ pool_release_core(ftp_poolobject *self)
     }
     self->core = NULL;
     if (core->pool != NULL) {
-        /* Nobody can consume results any more: finish the queue (without
-         * done_max throttling) and let idle workers go.  Armed timers and
-         * queued jobs keep the core alive until they have run. */
-        ftpool_shutdown(core->pool, FTPOOL_SHUTDOWN_FINISH);
+        /* Nobody can consume results any more: no done_max throttling.
+         * Queued jobs and armed timers hold the core until they have run;
+         * then the core's dealloc destroys the engine pool, which lets the
+         * idle workers go (D9). */
         ftp_rq_unthrottle(core->done, 1);
     }
     Py_DECREF(core);
@@ -2381,9 +2405,10 @@ timer_common(ftp_poolobject *self, const char *name,
         }
         if (PyTuple_Check(runat) && !PyFloat_Check(runat)) {
             /* time.struct_time (or a 9-tuple): local time. */
-            PyObject *name = PyUnicode_FromString("mktime");
-            v = name ? PyObject_CallMethodOneArg(tm, name, runat) : NULL;
-            Py_XDECREF(name);
+            PyObject *mktime = PyUnicode_FromString("mktime");
+            v = mktime ? PyObject_CallMethodOneArg(tm, mktime, runat)
+                       : NULL;
+            Py_XDECREF(mktime);
         }
         else {
             v = Py_NewRef(runat);
@@ -2853,6 +2878,21 @@ pool_cancel(ftp_poolobject *self, PyObject *args, PyObject *kwds)
     Py_RETURN_FALSE;
 }
 
+/* After a shutdown the engine starts workers again only for a submission,
+ * not for timer runs.  Timers armed across shutdown()/clear() must still
+ * run (Part B 7.6: a schedule outlives shutdown()), so a no-op submission
+ * restarts the pool.  0, or -1 with an exception (init_callback). */
+static int
+core_kick(ftp_core *core)
+{
+    int rc = ftpool_submit(core->pool, nop_run, &ftp_nop_arg, NULL);
+
+    if (rc == FTPOOL_ESPAWN && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 pool_clear_meth(ftp_poolobject *self, PyObject *unused)
 {
@@ -2864,6 +2904,12 @@ pool_clear_meth(ftp_poolobject *self, PyObject *unused)
     ftpool_open(core->pool);
     ftp_rq_unthrottle(core->done, 0);
     ftpool_cancel_all(core->pool);
+    if (core->children_stopped) {
+        core->children_stopped = 0;
+        if (core_kick(core) < 0) {
+            return NULL;
+        }
+    }
     /* Entries on their way to a pool-level callback are not taken away
      * from it (D3, D4, D10): only a queue nobody consumes is emptied. */
     if (core->done_callback == NULL) {
@@ -2888,6 +2934,7 @@ pool_shutdown_children(ftp_poolobject *self, PyObject *unused)
     ftpool_close(core->pool);
     ftpool_shutdown(core->pool, FTPOOL_SHUTDOWN_SOON);
     ftp_rq_unthrottle(core->done, 1);
+    core->children_stopped = 1;
     Py_RETURN_NONE;
 }
 
@@ -2932,7 +2979,15 @@ core_shutdown(ftp_core *core, int64_t deadline, int soon)
         }
     }
     Py_DECREF(threads);
-    return core_join_callbacks(core, deadline);
+    rc = core_join_callbacks(core, deadline);
+    if (rc == 1 && !ftpool_is_closed(core->pool)) {
+        ftpool_stats stats;
+        ftpool_get_stats(core->pool, &stats);
+        if (stats.timers > 0 && core_kick(core) < 0) {
+            return -1;
+        }
+    }
+    return rc;
 }
 
 static PyObject *
@@ -3083,6 +3138,7 @@ ftp_pool_shutdown_all(PyObject *obj, int now)
     rc = core_shutdown(core, -1, now);
     /* Either way the pool refuses new jobs afterwards (until clear()). */
     ftpool_close(core->pool);
+    core->children_stopped = 1;
     Py_DECREF(core);
     return rc < 0 ? -1 : 0;
 }
@@ -3203,6 +3259,9 @@ get_jobs(ftp_poolobject *self, void *c)
             Py_XDECREF(k);
             Py_DECREF(dm);
         }
+        else if (kind == FTP_KIND_NOP) {
+            continue;
+        }
         else if (kind == FTP_KIND_MAP) {
             ftp_map *m = ctx.items[i];
             PyObject *dm = done_mode_obj(m->done);
@@ -3292,7 +3351,7 @@ timers_of_kind(ftp_core *core, int kind)
         ftp_timerobject *h = (ftp_timerobject *)value;
         ftp_timer *t = h->timer;
         int fired = 0;
-        if (h->kind != kind) {
+        if (h->kind != kind || !h->active) {
             continue;
         }
         if (t != NULL && t->oneshot) {
