@@ -70,6 +70,14 @@ struct ftpool__timer {
 
 #define FTPOOL__UNARMED ((size_t)-1)
 
+/* A block of plain-job nodes allocated at once.  Nodes are never freed one
+ * by one: they circulate through the pool's free list, and the blocks are
+ * freed together by ftpool_destroy(). */
+typedef struct ftpool__slab {
+    struct ftpool__slab *next;
+    ftpool__job nodes[];
+} ftpool__slab;
+
 /* A worker asleep in the pool's LIFO stack of sleepers.  Each sleeper has
  * its own condition variable, so waking one worker wakes exactly that one. */
 typedef struct ftpool__sleeper {
@@ -91,48 +99,76 @@ enum {
     /* otherwise one of FTPOOL_SHUTDOWN_FINISH/SOON/DROP */
 };
 
-struct ftpool {
-    /* Protects every field below that is not _Atomic, and is the only
-     * writer lock of the _Atomic counters (which are also read without
-     * it).  Held only for short list and counter updates: never while user
-     * code (jobs, drop callbacks, hooks, spawn, allocator) runs. */
-    ftpool__mutex lock;
+/* Keeps groups of fields that different threads write apart, so that a
+ * write by one thread does not steal the cache line another is using. */
+#define FTPOOL__PAD(name) char name[64]
 
-    /* Read-only after ftpool_create(). */
+/*
+ * Two locks.  `lock` is the consumer side and everything else: it protects
+ * the head of the queue, the workers and timers.  `tail_lock` is the
+ * producer side: the tail of the queue and the free node list.  A plain
+ * submission to the back takes only tail_lock (and `lock` only when a
+ * worker must be woken or started), a worker takes only `lock` per job, so
+ * a submitter and a worker do not contend while the queue holds two jobs
+ * or more.  Whatever needs the whole queue (front insertion, cancel,
+ * foreach, stats) takes both, always `lock` first.
+ *
+ * The queue is singly linked from `stub`, a node that is never a job:
+ * stub.next is the first job and tail the last (&stub when empty), so an
+ * enqueue never touches the head and a dequeue touches the tail only when
+ * it takes the last job.  npending counts linked jobs and is raised only
+ * after a job is linked, lowered only after one is unlinked, so whoever
+ * holds `lock` may rely on at least npending jobs being linked (and
+ * visible: the counter is updated with sequentially consistent
+ * read-modify-writes).
+ */
+struct ftpool {
+    /* Read-mostly: set at create, or written rarely (and then by holders
+     * of `lock`), read by submitters without it. */
     ftpool_allocator alloc;
     ftpool_spawn_fn spawn;
     void *spawn_arg;
     ftpool_hook before_wait, after_wait, worker_start, worker_end;
     void *hook_arg;
+    _Atomic unsigned max_workers;
+    /* FTPOOL__RUNNING, or the mode of the last shutdown: it lasts until a
+     * submission finds no worker alive. */
+    _Atomic int stopping;
+    _Atomic unsigned nactive;   /* see "Workers" below */
+    /* Workers on the sleeper stack.  A parking worker raises it and then
+     * checks npending; a submitter raises npending and then checks it: one
+     * of the two always sees the other (see submit()). */
+    _Atomic unsigned nsleepers;
+    _Atomic int closed;
+    FTPOOL__PAD(pad0_);
 
-    /* The queue: singly linked, head is the next job to run. */
-    ftpool__job *head, *tail;
-    ftpool__job *free_nodes;    /* recycled plain-job nodes */
-    size_t nfree;
-    uint64_t next_id;
+    /* Protects every field below up to tail_lock that is not _Atomic, and
+     * is the only writer lock of those _Atomic counters (which are also
+     * read without it).  Held only for short list and counter updates:
+     * never while user code (jobs, drop callbacks, hooks, spawn,
+     * allocator) runs. */
+    ftpool__mutex lock;
+
+    ftpool__job stub;           /* stub.next: the next job to run */
 
     /* Workers.  active: alive and not yet decided to exit (what the maximum
      * limits).  starting: reserved, not yet looking at the queue.  waking:
-     * taken off the sleeper stack, not yet looking at the queue.  A job is
-     * covered when pending <= starting + waking; a new worker is started
-     * only for an uncovered job. */
+     * taken off the sleeper stack, not yet looking at the queue.  spinning:
+     * found the queue empty and is polling npending for a moment before it
+     * parks (it looks at the queue again before parking).  A job is covered
+     * when pending <= starting + waking + spinning; a worker is woken or
+     * started only for an uncovered job. */
     ftpool__sleeper *sleepers;
-    unsigned nactive, nstarting, nwaking;
+    unsigned nstarting, nwaking, nspinning;
     unsigned nrequests;         /* spawn-hook requests not yet claimed */
-    /* FTPOOL__RUNNING, or the mode of the last shutdown: it lasts until a
-     * submission finds no worker alive. */
-    int stopping;
     int destroying;
     ftpool__native *zombies;    /* exited native threads to join */
 
     /* Counters readable without the lock (ftpool_workers() etc.). */
-    _Atomic unsigned max_workers;
     _Atomic unsigned nworkers;  /* alive, including starting and exiting */
     _Atomic unsigned nbusy;
-    _Atomic size_t npending;
-    _Atomic int closed;
 
-    uint64_t submitted, completed, dropped;
+    uint64_t completed, dropped;
 
     /* ftpool_join()/ftpool_wait_idle() sleep on state_cond; whoever makes
      * the last worker leave or the pool idle broadcasts it.  Each of these
@@ -152,6 +188,30 @@ struct ftpool {
     ftpool__cond timer_cond;
     int timer_thread_state;     /* 0 none, 1 starting, 2 running */
     ftpool__thread timer_thread;
+    FTPOOL__PAD(pad1_);
+
+    /* Protects the fields below (the producer side, see above). */
+    ftpool__mutex tail_lock;
+    ftpool__job *tail;          /* the last job, or &stub */
+    /* Unused plain-job nodes.  Nodes exist for the deepest the queue has
+     * been (plus what workers hold on their way back, NODE_BATCH each, and
+     * the rest of the last slab) and are not trimmed, so that a steady
+     * stream of jobs allocates nothing; the memory goes back with the
+     * slabs at ftpool_destroy(). */
+    ftpool__job *free_nodes;
+    ftpool__slab *slabs;        /* every node block, for ftpool_destroy() */
+    size_t nnodes;              /* nodes in all slabs */
+    uint64_t next_id;           /* job and timer ids */
+    uint64_t submitted;
+    /* On its own line: spinning workers poll it, and should not pull the
+     * tail_lock line away from the submitter each time. */
+    FTPOOL__PAD(pad2_);
+    /* Jobs linked in the queue.  Raised with tail_lock held (or both
+     * locks), lowered with `lock` held: always by atomic read-modify-write,
+     * since two locks write it.  Read without a lock by spinning workers
+     * and ftpool_pending(). */
+    _Atomic size_t npending;
+    FTPOOL__PAD(pad3_);
 };
 
 /* Counters are written only with the lock held, so a relaxed load and store
@@ -161,13 +221,6 @@ ftpool__add_u(_Atomic unsigned *c, int d)
 {
     unsigned v = atomic_load_explicit(c, memory_order_relaxed);
     atomic_store_explicit(c, v + (unsigned)d, memory_order_relaxed);
-}
-
-static inline void
-ftpool__add_z(_Atomic size_t *c, ptrdiff_t d)
-{
-    size_t v = atomic_load_explicit(c, memory_order_relaxed);
-    atomic_store_explicit(c, v + (size_t)d, memory_order_relaxed);
 }
 
 /* pool.c, for timer.c.  All *_locked functions need pool->lock. */

@@ -2,11 +2,20 @@
  * pool.c - the job queue, the workers, submission, cancellation, shutdown
  * and waiting.
  *
- * One mutex (pool->lock) protects the queue and the worker bookkeeping.  A
- * submission takes it once: pop a recycled node, link it, and wake one
- * sleeping worker if the job needs one - no system call otherwise.  A worker
- * takes it once per job: account for the job it finished and pop the next.
- * Threads are started after unlocking, and user code always runs unlocked.
+ * Two mutexes (see struct ftpool in internal.h): pool->lock protects the
+ * head of the queue and the worker bookkeeping, pool->tail_lock the tail
+ * and the free nodes.  A submission to the back takes tail_lock once: pop a
+ * free node and link it; it takes pool->lock as well only if a worker must
+ * be woken or started - no system call otherwise.  A worker takes
+ * pool->lock once per job: account for the job it finished and pop the
+ * next.  Threads are started after unlocking, and user code always runs
+ * unlocked.
+ *
+ * Job nodes come in slabs and go back to the free list (in small batches)
+ * once their job has started or was dropped, so once the queue has been as
+ * deep as it gets, no submission allocates.  A worker that finds the queue empty polls for a
+ * new job for a couple of microseconds before it parks: a steady stream of
+ * jobs then finds it awake, and the submitter makes no wake-up call.
  *
  * Sleeping workers form a LIFO stack, each with its own condition variable,
  * so a wake-up wakes exactly one chosen thread.  New workers are started
@@ -18,9 +27,19 @@
 
 #include "internal.h"
 
-/* Recycled nodes kept beyond this are freed, so that a burst of queued jobs
- * does not pin its memory for the pool's whole life. */
-#define FREE_NODES_MAX 4096
+/* Nodes per slab: few for a pool that only ever queues a handful of jobs,
+ * more as the pool grows (a slab is as large as all earlier ones together,
+ * within these bounds), so that a deep queue costs one allocation per
+ * SLAB_MAX jobs the first time and none afterwards. */
+#define SLAB_MIN 32
+#define SLAB_MAX 256
+
+/* How long a worker that found the queue empty polls for a job before it
+ * parks.  Parking costs the next submission a wake-up system call and the
+ * worker a trip through the scheduler, several microseconds in all; a job
+ * that arrives within the window costs neither.  Bounded, so an idle pool
+ * burns no CPU: a worker spins once each time it runs out of work. */
+#define SPIN_NS 2000
 
 static void worker_loop(ftpool_t *pool, ftpool__native *native);
 
@@ -36,6 +55,7 @@ wake_one_locked(ftpool_t *pool)
     ftpool__sleeper *s = pool->sleepers;
 
     pool->sleepers = s->next;
+    ftpool__add_u(&pool->nsleepers, -1);
     s->woken = 1;
     pool->nwaking++;
     /* Signalled with the lock held: the sleeper lives on its own stack and
@@ -59,8 +79,8 @@ wake_all_locked(ftpool_t *pool)
 static int
 uncovered_locked(ftpool_t *pool)
 {
-    return atomic_load_explicit(&pool->npending, memory_order_relaxed)
-           > (size_t)pool->nstarting + pool->nwaking;
+    return atomic_load(&pool->npending)
+           > (size_t)pool->nstarting + pool->nwaking + pool->nspinning;
 }
 
 /* Reserves a worker slot if a queued job is uncovered and the maximum allows
@@ -76,7 +96,7 @@ reserve_slot_locked(ftpool_t *pool, int finishing)
             || pool->nactive >= max || !uncovered_locked(pool)) {
         return 0;
     }
-    pool->nactive++;
+    ftpool__add_u(&pool->nactive, 1);
     pool->nstarting++;
     ftpool__add_u(&pool->nworkers, 1);
     if (pool->spawn != NULL) {
@@ -129,7 +149,7 @@ ftpool__cover_locked(ftpool_t *pool, int finishing)
 void
 ftpool__check_idle_locked(ftpool_t *pool)
 {
-    if (atomic_load_explicit(&pool->npending, memory_order_relaxed) == 0
+    if (atomic_load(&pool->npending) == 0
             && atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0) {
         pool->idle_gen++;
         if (pool->state_waiters > 0) {
@@ -158,7 +178,7 @@ worker_gone_locked(ftpool_t *pool)
 static void
 unreserve_locked(ftpool_t *pool)
 {
-    pool->nactive--;
+    ftpool__add_u(&pool->nactive, -1);
     pool->nstarting--;
     if (pool->spawn != NULL && pool->nrequests > 0) {
         pool->nrequests--;
@@ -253,19 +273,52 @@ ftpool__spawn_workers(ftpool_t *pool, unsigned n)
 /* The queue                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Allocates a slab of nodes and puts them on the free list.  Called with
+ * tail_lock held (and not `lock`); drops it around the allocation, because
+ * the allocator may be user code (callers check their conditions again).
+ * 0, or -1 if the allocation failed. */
+static int
+add_slab_locked(ftpool_t *pool)
+{
+    size_t n = pool->nnodes, i;
+    ftpool__slab *slab;
+
+    n = n < SLAB_MIN ? SLAB_MIN : n > SLAB_MAX ? SLAB_MAX : n;
+    ftpool__mutex_unlock(&pool->tail_lock);
+    slab = ftpool__alloc(&pool->alloc,
+                         sizeof(*slab) + n * sizeof(slab->nodes[0]));
+    ftpool__mutex_lock(&pool->tail_lock);
+    if (slab == NULL) {
+        return -1;
+    }
+    slab->next = pool->slabs;
+    pool->slabs = slab;
+    pool->nnodes += n;
+    /* Linked in address order: a burst of submissions walks the slab
+     * sequentially, which the hardware prefetcher likes. */
+    for (i = 0; i + 1 < n; i++) {
+        slab->nodes[i].next = &slab->nodes[i + 1];
+    }
+    slab->nodes[n - 1].next = pool->free_nodes;
+    pool->free_nodes = &slab->nodes[0];
+    return 0;
+}
+
 unsigned
 ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
                           ftpool__job *last, size_t n)
 {
     unsigned spawn = 0;
 
-    last->next = pool->head;
-    pool->head = first;
-    if (pool->tail == NULL) {
+    ftpool__mutex_lock(&pool->tail_lock);
+    last->next = pool->stub.next;
+    pool->stub.next = first;
+    if (pool->tail == &pool->stub) {
         pool->tail = last;
     }
-    ftpool__add_z(&pool->npending, (ptrdiff_t)n);
     pool->submitted += n;
+    atomic_fetch_add(&pool->npending, n);
+    ftpool__mutex_unlock(&pool->tail_lock);
     while (n-- > 0) {
         spawn += job_queued_locked(pool);
     }
@@ -303,26 +356,33 @@ release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
             tailp = &job->next;
         }
     }
-    ftpool__add_z(&pool->npending, -(ptrdiff_t)n);
+    atomic_fetch_sub(&pool->npending, n);
     pool->dropped += n;
     ftpool__check_idle_locked(pool);
     *count = n;
     return plain;
 }
 
-/* Calls the drop callbacks of released plain jobs, then frees their nodes.
- * The lock must not be held. */
+/* Calls the drop callbacks of released plain jobs, then gives their nodes
+ * back to the free list.  The lock must not be held. */
 static void
 drop_jobs(ftpool_t *pool, ftpool__job *plain)
 {
-    while (plain != NULL) {
-        ftpool__job *next = plain->next;
+    ftpool__job *job, *last = NULL;
 
-        if (plain->drop != NULL) {
-            plain->drop(plain->arg);
+    /* The chain is detached from the queue: nothing else touches it while
+     * the callbacks run (even if they call into the pool). */
+    for (job = plain; job != NULL; job = job->next) {
+        if (job->drop != NULL) {
+            job->drop(job->arg);
         }
-        ftpool__free(&pool->alloc, plain);
-        plain = next;
+        last = job;
+    }
+    if (last != NULL) {
+        ftpool__mutex_lock(&pool->tail_lock);
+        last->next = pool->free_nodes;
+        pool->free_nodes = plain;
+        ftpool__mutex_unlock(&pool->tail_lock);
     }
 }
 
@@ -330,10 +390,54 @@ drop_jobs(ftpool_t *pool, ftpool__job *plain)
 static ftpool__job *
 clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
 {
-    ftpool__job *chain = pool->head;
+    ftpool__job *chain;
 
-    pool->head = pool->tail = NULL;
+    ftpool__mutex_lock(&pool->tail_lock);
+    chain = pool->stub.next;
+    pool->stub.next = NULL;
+    pool->tail = &pool->stub;
+    ftpool__mutex_unlock(&pool->tail_lock);
     return release_chain_locked(pool, chain, count, done);
+}
+
+/* Takes a free node (allocating a slab if none is left), unless the pool
+ * is closed.  Called and returns with tail_lock held. */
+static int
+take_node_locked(ftpool_t *pool, ftpool__job **job_out)
+{
+    for (;;) {
+        /* Checked again after add_slab_locked(), which unlocks. */
+        if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
+            return FTPOOL_ESTOPPED;
+        }
+        if (pool->free_nodes != NULL) {
+            *job_out = pool->free_nodes;
+            pool->free_nodes = (*job_out)->next;
+            return FTPOOL_OK;
+        }
+        if (add_slab_locked(pool) != 0) {
+            return FTPOOL_ENOMEM;
+        }
+    }
+}
+
+/* Whether a job just queued at the back may be left alone: no worker
+ * sleeps, the pool runs, and no further worker may be started - so
+ * job_queued_locked() would do nothing.  Read without `lock`: nsleepers is
+ * read after the job was counted in npending, and a parking worker raises
+ * nsleepers before it looks at npending a last time (both sequentially
+ * consistent), so either the worker sees the job or this sees the worker.
+ * The other fields change only when workers are started or retire, and a
+ * stale read errs towards taking the lock, or is a submission that
+ * happened just before the change. */
+static int
+queued_needs_nothing(ftpool_t *pool)
+{
+    return atomic_load(&pool->nsleepers) == 0
+           && atomic_load(&pool->stopping) == FTPOOL__RUNNING
+           && atomic_load(&pool->nactive)
+              >= atomic_load_explicit(&pool->max_workers,
+                                      memory_order_relaxed);
 }
 
 static int
@@ -342,32 +446,27 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
 {
     ftpool__job *job;
     unsigned spawn;
+    int front = (flags & FTPOOL_FRONT) != 0, rc;
 
     if (pool == NULL || fn == NULL || (flags & ~(unsigned)FTPOOL_FRONT)) {
         return FTPOOL_EINVAL;
     }
-    ftpool__mutex_lock(&pool->lock);
-    if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
-        ftpool__mutex_unlock(&pool->lock);
-        return FTPOOL_ESTOPPED;
+    ftpool__mutex_lock(&pool->tail_lock);
+    rc = take_node_locked(pool, &job);
+    if (rc != FTPOOL_OK) {
+        ftpool__mutex_unlock(&pool->tail_lock);
+        return rc;
     }
-    job = pool->free_nodes;
-    if (job != NULL) {
-        pool->free_nodes = job->next;
-        pool->nfree--;
-    }
-    else {
-        /* No recycled node: allocate one without holding the lock (the
-         * allocator may be user code), then check again. */
-        ftpool__mutex_unlock(&pool->lock);
-        job = ftpool__alloc(&pool->alloc, sizeof(*job));
-        if (job == NULL) {
-            return FTPOOL_ENOMEM;
-        }
+    if (front) {
+        /* The head of the queue needs `lock`, which comes first. */
+        ftpool__mutex_unlock(&pool->tail_lock);
         ftpool__mutex_lock(&pool->lock);
+        ftpool__mutex_lock(&pool->tail_lock);
         if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
+            job->next = pool->free_nodes;
+            pool->free_nodes = job;
+            ftpool__mutex_unlock(&pool->tail_lock);
             ftpool__mutex_unlock(&pool->lock);
-            ftpool__free(&pool->alloc, job);
             return FTPOOL_ESTOPPED;
         }
     }
@@ -376,25 +475,34 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     job->arg = arg;
     job->timer = NULL;
     job->id = pool->next_id++;
-    if (flags & FTPOOL_FRONT) {
-        job->next = pool->head;
-        pool->head = job;
-        if (pool->tail == NULL) {
+    /* Stored before the job is linked, so that the id is there before the
+     * job can start: a job may read its own id through its argument. */
+    if (id_out != NULL) {
+        *id_out = job->id;
+    }
+    if (front) {
+        job->next = pool->stub.next;
+        pool->stub.next = job;
+        if (pool->tail == &pool->stub) {
             pool->tail = job;
         }
     }
     else {
         job->next = NULL;
-        if (pool->tail != NULL) {
-            pool->tail->next = job;
-        }
-        else {
-            pool->head = job;
-        }
+        pool->tail->next = job;
         pool->tail = job;
     }
-    ftpool__add_z(&pool->npending, 1);
     pool->submitted++;
+    /* After linking (see struct ftpool); sequentially consistent for
+     * queued_needs_nothing(). */
+    atomic_fetch_add(&pool->npending, 1);
+    ftpool__mutex_unlock(&pool->tail_lock);
+    if (!front) {
+        if (queued_needs_nothing(pool)) {
+            return FTPOOL_OK;
+        }
+        ftpool__mutex_lock(&pool->lock);
+    }
     if (pool->stopping == FTPOOL__RUNNING) {
         spawn = job_queued_locked(pool);
     }
@@ -408,11 +516,6 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         }
         spawn = ftpool__cover_locked(
             pool, pool->stopping == FTPOOL_SHUTDOWN_FINISH);
-    }
-    /* Stored before unlocking, so that the id is there before the job can
-     * start: a job may read its own id through its argument. */
-    if (id_out != NULL) {
-        *id_out = job->id;
     }
     ftpool__mutex_unlock(&pool->lock);
     return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
@@ -434,7 +537,7 @@ ftpool_submit_ex(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
 int
 ftpool_cancel(ftpool_t *pool, uint64_t job_id)
 {
-    ftpool__job *job, *prev = NULL, *plain;
+    ftpool__job *job, *prev, *plain;
     ftpool__timer *done = NULL;
     size_t n;
 
@@ -442,26 +545,25 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         return FTPOOL_EINVAL;
     }
     ftpool__mutex_lock(&pool->lock);
+    ftpool__mutex_lock(&pool->tail_lock);
     /* A linear search: cancelling is rare next to submitting, and an index
      * by id would cost every submission. */
-    for (job = pool->head; job != NULL; prev = job, job = job->next) {
+    prev = &pool->stub;
+    for (job = prev->next; job != NULL; prev = job, job = job->next) {
         if (job->id == job_id) {
             break;
         }
     }
     if (job == NULL) {
+        ftpool__mutex_unlock(&pool->tail_lock);
         ftpool__mutex_unlock(&pool->lock);
         return FTPOOL_ENOTFOUND;
     }
-    if (prev != NULL) {
-        prev->next = job->next;
-    }
-    else {
-        pool->head = job->next;
-    }
+    prev->next = job->next;
     if (pool->tail == job) {
         pool->tail = prev;
     }
+    ftpool__mutex_unlock(&pool->tail_lock);
     job->next = NULL;
     plain = release_chain_locked(pool, job, &n, &done);
     ftpool__mutex_unlock(&pool->lock);
@@ -502,10 +604,12 @@ ftpool_foreach_queued(ftpool_t *pool,
         return 0;
     }
     ftpool__mutex_lock(&pool->lock);
-    for (job = pool->head; job != NULL; job = job->next) {
+    ftpool__mutex_lock(&pool->tail_lock);
+    for (job = pool->stub.next; job != NULL; job = job->next) {
         visit(job->arg, job->id, ctx);
         n++;
     }
+    ftpool__mutex_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
     return n;
 }
@@ -516,9 +620,11 @@ ftpool_close(ftpool_t *pool)
     if (pool == NULL) {
         return;
     }
-    /* Under the lock so that no submission is half-way past its check. */
+    /* Under the locks so that no submission is half-way past its check. */
     ftpool__mutex_lock(&pool->lock);
+    ftpool__mutex_lock(&pool->tail_lock);
     atomic_store(&pool->closed, 1);
+    ftpool__mutex_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -550,12 +656,121 @@ ftpool_is_closed(const ftpool_t *pool)
 /* Workers                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Polls the pending counter (without the lock) until a job is queued or
+ * SPIN_NS have passed.  The clock is read only every few rounds: it is a
+ * cheap library call, but still dearer than a pause. */
+static void
+spin_for_job(ftpool_t *pool)
+{
+    int64_t deadline = ftpool__now_ns() + SPIN_NS;
+    unsigned i;
+
+    for (i = 1;; i++) {
+        if (atomic_load_explicit(&pool->npending, memory_order_relaxed)
+                != 0) {
+            return;
+        }
+        ftpool__cpu_relax();
+        if (i % 16 == 0 && ftpool__now_ns() >= deadline) {
+            return;
+        }
+    }
+}
+
+/* Nodes of jobs a worker took, not yet given back to the free list: each
+ * return takes tail_lock, which the submitters want, so they go back in
+ * batches of up to NODE_BATCH, or with no extra cost when the worker holds
+ * tail_lock anyway, and whenever it runs out of work (so that an idle
+ * pool has all its nodes on the free list). */
+#define NODE_BATCH 32
+
+typedef struct used_nodes {
+    ftpool__job *first, *last;
+    unsigned n;
+} used_nodes;
+
+/* Gives the used nodes back; tail_lock must be held. */
+static void
+give_back_locked(ftpool_t *pool, used_nodes *u)
+{
+    if (u->n > 0) {
+        u->last->next = pool->free_nodes;
+        pool->free_nodes = u->first;
+        u->first = u->last = NULL;
+        u->n = 0;
+    }
+}
+
+static void
+give_back(ftpool_t *pool, used_nodes *u)
+{
+    if (u->n > 0) {
+        ftpool__mutex_lock(&pool->tail_lock);
+        give_back_locked(pool, u);
+        ftpool__mutex_unlock(&pool->tail_lock);
+    }
+}
+
+/* Puts a taken plain job's node on the used list; its next field is
+ * free to reuse once the job is off the queue. */
+static void
+add_used(used_nodes *u, ftpool__job *job)
+{
+    job->next = u->first;
+    u->first = job;
+    if (u->last == NULL) {
+        u->last = job;
+    }
+    u->n++;
+}
+
+/* Takes the first job off the queue and copies its fields to *out; a
+ * plain job's node joins *u.  At least `pending` jobs are linked
+ * (npending as read with `lock` held: it can only have grown since). */
+static void
+pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
+{
+    ftpool__job *job = pool->stub.next;
+
+    if (pending >= 2) {
+        /* job is not the last one, so no submitter touches it or the
+         * stub: the head moves on without tail_lock. */
+        *out = *job;
+        pool->stub.next = job->next;
+        if (job->timer == NULL) {
+            add_used(u, job);
+        }
+        if (u->n >= NODE_BATCH) {
+            give_back(pool, u);
+        }
+    }
+    else {
+        /* Maybe the last job: a submitter may be linking a job behind it
+         * (writing job->next) and moving the tail, so all of it happens
+         * under tail_lock. */
+        ftpool__mutex_lock(&pool->tail_lock);
+        *out = *job;
+        pool->stub.next = job->next;
+        if (pool->tail == job) {
+            pool->tail = &pool->stub;
+        }
+        if (job->timer == NULL) {
+            add_used(u, job);
+        }
+        give_back_locked(pool, u);
+        ftpool__mutex_unlock(&pool->tail_lock);
+    }
+    atomic_fetch_sub(&pool->npending, 1);
+}
+
 static void
 worker_loop(ftpool_t *pool, ftpool__native *native)
 {
     void *outer = ftpool__tls_get();
     ftpool__sleeper self;
     int can_sleep = ftpool__cond_init(&self.cond) == 0;
+    int spun = 0;   /* has spun since it last found a job or was woken */
+    used_nodes used = {NULL, NULL, 0};
 
     ftpool__tls_set(pool);
     if (pool->worker_start != NULL) {
@@ -564,43 +779,30 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
     ftpool__mutex_lock(&pool->lock);
     pool->nstarting--;
     while (can_sleep) {
-        ftpool__job *job;
         unsigned max = atomic_load_explicit(&pool->max_workers,
                                             memory_order_relaxed);
+        size_t pending;
 
         if (pool->stopping == FTPOOL_SHUTDOWN_SOON
                 || pool->stopping == FTPOOL_SHUTDOWN_DROP
                 || pool->nactive > max) {
             break;
         }
-        job = pool->head;
-        if (job != NULL) {
-            ftpool_fn fn = job->fn;
-            void *arg = job->arg;
-            ftpool__timer *t = job->timer;
-            ftpool__job *spare = NULL;
+        pending = atomic_load(&pool->npending);
+        if (pending > 0) {
+            ftpool__job job;
+            ftpool__timer *t;
 
-            pool->head = job->next;
-            if (pool->head == NULL) {
-                pool->tail = NULL;
-            }
-            ftpool__add_z(&pool->npending, -1);
+            pop_locked(pool, pending, &job, &used);
+            t = job.timer;
             ftpool__add_u(&pool->nbusy, 1);
             if (t != NULL) {
                 t->queued = 0;  /* the next run may be queued now */
             }
-            else if (pool->nfree < FREE_NODES_MAX) {
-                job->next = pool->free_nodes;
-                pool->free_nodes = job;
-                pool->nfree++;
-            }
-            else {
-                spare = job;
-            }
+            spun = 0;
             ftpool__mutex_unlock(&pool->lock);
 
-            ftpool__free(&pool->alloc, spare);
-            fn(arg);
+            job.fn(job.arg);
 
             ftpool__mutex_lock(&pool->lock);
             ftpool__add_u(&pool->nbusy, -1);
@@ -616,14 +818,41 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
             ftpool__check_idle_locked(pool);
             continue;
         }
+        /* Still holding `lock` since the idle check: whoever sees the
+         * pool idle finds every node on the free list. */
+        give_back(pool, &used);
         if (pool->stopping == FTPOOL_SHUTDOWN_FINISH) {
             break;
+        }
+        /* Out of work: poll for a moment before parking (see SPIN_NS).
+         * Counted as spinning, a job that arrives meanwhile is covered by
+         * this worker, so its submitter wakes nobody.  Not with a
+         * before_wait hook: such a hook typically releases something the
+         * submitters need (the Python binding releases the GIL there), so
+         * no job could arrive while this worker spins holding it. */
+        if (!spun && pool->before_wait == NULL) {
+            spun = 1;
+            pool->nspinning++;
+            ftpool__mutex_unlock(&pool->lock);
+            spin_for_job(pool);
+            ftpool__mutex_lock(&pool->lock);
+            pool->nspinning--;
+            continue;
         }
         /* Park on the sleeper stack before unlocking, so that a job queued
          * while before_wait runs finds this worker and sets woken. */
         self.woken = 0;
         self.next = pool->sleepers;
         pool->sleepers = &self;
+        /* Sequentially consistent store, then load: pairs with submit()
+         * (see queued_needs_nothing()).  A job queued since npending was
+         * read above, by a submitter that saw no sleeper, is taken now. */
+        atomic_store(&pool->nsleepers, atomic_load(&pool->nsleepers) + 1);
+        if (atomic_load(&pool->npending) != 0) {
+            pool->sleepers = self.next;
+            ftpool__add_u(&pool->nsleepers, -1);
+            continue;
+        }
         if (pool->before_wait != NULL) {
             ftpool__mutex_unlock(&pool->lock);
             pool->before_wait(pool->hook_arg);
@@ -642,11 +871,13 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
         /* Counted as waking until now, so that the job it was woken for
          * starts no other worker meanwhile. */
         pool->nwaking--;
+        spun = 0;
     }
 
+    give_back(pool, &used);
     /* Leaving: from now on this worker no longer counts against the
      * maximum. */
-    pool->nactive--;
+    ftpool__add_u(&pool->nactive, -1);
     /* A retiring worker may have been woken for a job it will not take:
      * pass that job on to a sleeper. */
     while (pool->sleepers != NULL && uncovered_locked(pool)) {
@@ -915,7 +1146,9 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
     if (pool == NULL || out == NULL) {
         return;
     }
+    /* Both locks: submitted and pending change under tail_lock. */
     ftpool__mutex_lock(&pool->lock);
+    ftpool__mutex_lock(&pool->tail_lock);
     out->workers = atomic_load_explicit(&pool->nworkers,
                                         memory_order_relaxed);
     out->busy = atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
@@ -925,6 +1158,7 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
     out->submitted = pool->submitted;
     out->completed = pool->completed;
     out->dropped = pool->dropped;
+    ftpool__mutex_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -964,7 +1198,10 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     pool->worker_end = opts->worker_end;
     pool->hook_arg = opts->hook_arg;
     pool->next_id = 1;
-    pool->stopping = FTPOOL__RUNNING;
+    pool->tail = &pool->stub;
+    atomic_init(&pool->stopping, FTPOOL__RUNNING);
+    atomic_init(&pool->nactive, 0);
+    atomic_init(&pool->nsleepers, 0);
     atomic_init(&pool->max_workers, opts->max_workers);
     atomic_init(&pool->nworkers, 0);
     atomic_init(&pool->nbusy, 0);
@@ -973,6 +1210,9 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
 
     if (ftpool__mutex_init(&pool->lock) != 0) {
         goto fail_mutex;
+    }
+    if (ftpool__mutex_init(&pool->tail_lock) != 0) {
+        goto fail_tail_lock;
     }
     if (ftpool__cond_init(&pool->state_cond) != 0) {
         goto fail_state_cond;
@@ -986,6 +1226,8 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
 fail_timer_cond:
     ftpool__cond_destroy(&pool->state_cond);
 fail_state_cond:
+    ftpool__mutex_destroy(&pool->tail_lock);
+fail_tail_lock:
     ftpool__mutex_destroy(&pool->lock);
 fail_mutex:
     ftpool__free(&a, pool);
@@ -995,7 +1237,8 @@ fail_mutex:
 int
 ftpool_destroy(ftpool_t *pool)
 {
-    ftpool__job *plain, *node;
+    ftpool__job *plain;
+    ftpool__slab *slab;
     ftpool__timer *done;
     ftpool_allocator a;
     size_t n;
@@ -1007,7 +1250,9 @@ ftpool_destroy(ftpool_t *pool)
         return FTPOOL_EBUSY;
     }
     ftpool__mutex_lock(&pool->lock);
+    ftpool__mutex_lock(&pool->tail_lock);
     atomic_store(&pool->closed, 1);
+    ftpool__mutex_unlock(&pool->tail_lock);
     pool->destroying = 1;
     ftpool__mutex_unlock(&pool->lock);
 
@@ -1029,16 +1274,17 @@ ftpool_destroy(ftpool_t *pool)
     reap_now(pool);
 
     a = pool->alloc;
-    node = pool->free_nodes;
-    while (node != NULL) {
-        ftpool__job *next = node->next;
+    slab = pool->slabs;
+    while (slab != NULL) {
+        ftpool__slab *next = slab->next;
 
-        ftpool__free(&a, node);
-        node = next;
+        ftpool__free(&a, slab);
+        slab = next;
     }
     ftpool__free(&a, pool->heap);
     ftpool__cond_destroy(&pool->timer_cond);
     ftpool__cond_destroy(&pool->state_cond);
+    ftpool__mutex_destroy(&pool->tail_lock);
     ftpool__mutex_destroy(&pool->lock);
     ftpool__free(&a, pool);
     return FTPOOL_OK;

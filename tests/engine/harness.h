@@ -62,7 +62,10 @@
     X(sem_release_wakes)            \
     X(sem_contention)               \
     X(stress)                       \
-    X(alloc_failure)
+    X(alloc_failure)                \
+    X(node_reuse)                   \
+    X(stream)                       \
+    X(cancel_behind_worker)
 
 #define FTPOOL_DECLARE_TEST(name) void test_##name(void);
 FTPOOL_TESTS(FTPOOL_DECLARE_TEST)

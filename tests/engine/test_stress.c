@@ -243,3 +243,210 @@ test_alloc_failure(void)
     CHECK(n > 5);
     CHECK(n < 1000);
 }
+
+static void
+gate_job(void *arg)
+{
+    gate_wait(arg);
+}
+
+/* Blocks the only worker, queues `n` jobs of `fates` behind it, and lets
+ * them run.  Stores in accepted[i] whether job i was accepted; returns how
+ * many submissions failed with FTPOOL_ENOMEM. */
+static int
+queue_burst(ftpool_t *pool, fate *fates, int *accepted, int n)
+{
+    gate g;
+    int i, nomem = 0, rc;
+
+    gate_init(&g);
+    rc = ftpool_submit(pool, gate_job, &g, NULL);
+    CHECK_EQ(rc, FTPOOL_OK);
+    for (i = 0; i < n; i++) {
+        rc = ftpool_submit_ex(pool, fate_run, fate_drop, &fates[i], 0, NULL);
+        CHECK(rc == FTPOOL_OK || rc == FTPOOL_ENOMEM);
+        accepted[i] = rc == FTPOOL_OK;
+        nomem += rc == FTPOOL_ENOMEM;
+    }
+    gate_open(&g);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    gate_destroy(&g);
+    return nomem;
+}
+
+/* Job nodes are recycled without limit: once the queue has been N deep,
+ * queueing N jobs again allocates nothing.  A failed node allocation deep
+ * in a burst is reported as FTPOOL_ENOMEM for that job only. */
+void
+test_node_reuse(void)
+{
+    enum { DEPTH = 5000 };
+    static fate fates[3 * DEPTH];
+    static int accepted[3 * DEPTH];
+    ftpool_allocator a;
+    failing f;
+    ftpool_options o = {0};
+    ftpool_t *pool = NULL;
+    long after_first;
+    int i, nomem;
+
+    memset(fates, 0, sizeof(fates));
+    atomic_init(&f.count, 0);
+    atomic_init(&f.live, 0);
+    atomic_init(&f.failed, 0);
+    f.fail_at = 0;      /* never, for now */
+    a.alloc = failing_alloc;
+    a.free = failing_free;
+    a.ctx = &f;
+    o.max_workers = 1;
+    o.allocator = &a;
+    REQUIRE(ftpool_create(&o, &pool) == FTPOOL_OK);
+
+    CHECK_EQ(queue_burst(pool, fates, accepted, DEPTH), 0);
+    after_first = atomic_load(&f.count);
+    /* The same depth again, twice: not one allocation. */
+    CHECK_EQ(queue_burst(pool, fates, accepted, DEPTH), 0);
+    CHECK_EQ(queue_burst(pool, fates, accepted, DEPTH), 0);
+    CHECK_EQ(atomic_load(&f.count), after_first);
+
+    /* Deeper than ever, with the next allocation failing: the nodes on
+     * hand serve the first DEPTH jobs, then exactly one job is refused,
+     * and the next allocation serves the rest. */
+    f.fail_at = after_first + 1;
+    nomem = queue_burst(pool, fates, accepted, 3 * DEPTH);
+    CHECK_EQ(nomem, 1);
+    CHECK_EQ(atomic_load(&f.failed), 1);
+    for (i = 0; i < DEPTH; i++) {
+        CHECK(accepted[i]);
+    }
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+
+    /* Three bursts ran every job; the refused one ran once less. */
+    for (i = 0; i < 3 * DEPTH; i++) {
+        int want = (i < DEPTH ? 3 : 0) + accepted[i];
+
+        CHECK_EQ(atomic_load(&fates[i].ran), want);
+        CHECK_EQ(atomic_load(&fates[i].dropped), 0);
+    }
+    CHECK_EQ(atomic_load(&f.live), 0);
+}
+
+/* One thread submits a stream of tiny jobs to 1 and to 2 workers, so that
+ * the queue keeps running empty and filling again: the last job is taken
+ * while the next is being linked behind it, workers spin and park, and
+ * submissions must wake them.  Every job runs exactly once, and in order
+ * with one worker. */
+static atomic_uchar *stream_flags;
+static atomic_long stream_last;     /* highest index run so far */
+static atomic_int stream_disorder;
+
+static void
+stream_job(void *arg)
+{
+    long i = (long)(uintptr_t)arg;
+
+    atomic_fetch_add_explicit(&stream_flags[i], 1, memory_order_relaxed);
+    if (atomic_exchange(&stream_last, i) > i) {
+        atomic_fetch_add(&stream_disorder, 1);
+    }
+}
+
+void
+test_stream(void)
+{
+    size_t n = harness_quick() ? 20000 : 300000;
+    unsigned workers;
+
+    stream_flags = calloc(n, sizeof(*stream_flags));
+    REQUIRE(stream_flags != NULL);
+    for (workers = 1; workers <= 2; workers++) {
+        ftpool_options o = {0};
+        ftpool_t *pool = NULL;
+        ftpool_stats st;
+        size_t i, bad = 0;
+
+        memset(stream_flags, 0, n * sizeof(*stream_flags));
+        atomic_store(&stream_last, -1);
+        atomic_store(&stream_disorder, 0);
+        o.max_workers = workers;
+        REQUIRE(ftpool_create(&o, &pool) == FTPOOL_OK);
+        for (i = 0; i < n; i++) {
+            CHECK_EQ(ftpool_submit(pool, stream_job, (void *)(uintptr_t)i,
+                                   NULL), FTPOOL_OK);
+            /* Now and then a pause, so the workers run dry and park. */
+            if (i % 4096 == 4095) {
+                harness_sleep_ns(MS / 10);
+            }
+        }
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+        for (i = 0; i < n; i++) {
+            bad += atomic_load_explicit(&stream_flags[i],
+                                        memory_order_relaxed) != 1;
+        }
+        CHECK_EQ(bad, 0);
+        if (workers == 1) {
+            CHECK_EQ(atomic_load(&stream_disorder), 0);
+        }
+        ftpool_get_stats(pool, &st);
+        CHECK_EQ(st.submitted, n);
+        CHECK_EQ(st.completed, n);
+        CHECK_EQ(st.pending, 0);
+        CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    }
+    free(stream_flags);
+    stream_flags = NULL;
+}
+
+/* Jobs cancelled behind a worker that last looked at the queue when it was
+ * shorter: the worker must not count on jobs that are gone, also while
+ * another worker is busy.  Then the pool goes on as usual. */
+void
+test_cancel_behind_worker(void)
+{
+    enum { N = 10 };
+    ftpool_options o = {0};
+    ftpool_t *pool = NULL;
+    atomic_int ran;
+    int round, i;
+
+    o.max_workers = 2;
+    REQUIRE(ftpool_create(&o, &pool) == FTPOOL_OK);
+    atomic_init(&ran, 0);
+    for (round = 0; round < 3; round++) {
+        gate g1, g2;
+
+        gate_init(&g1);
+        gate_init(&g2);
+        CHECK_EQ(ftpool_submit(pool, gate_job, &g1, NULL), FTPOOL_OK);
+        CHECK_EQ(ftpool_submit(pool, gate_job, &g2, NULL), FTPOOL_OK);
+        REQUIRE(wait_busy(pool, 2));
+        for (i = 0; i < N; i++) {
+            CHECK_EQ(ftpool_submit(pool, job_count, &ran, NULL), FTPOOL_OK);
+        }
+        if (round == 2) {
+            /* One more at the back, cancelled by id. */
+            uint64_t id;
+
+            CHECK_EQ(ftpool_submit(pool, job_count, &ran, &id), FTPOOL_OK);
+            CHECK_EQ(ftpool_cancel(pool, id), FTPOOL_OK);
+        }
+        CHECK_EQ(ftpool_cancel_all(pool), N);
+        CHECK_EQ(ftpool_pending(pool), 0);
+        /* One worker comes back to the queue while the other is busy. */
+        gate_open(&g1);
+        harness_sleep_ns(2 * MS);
+        CHECK_EQ(ftpool_pending(pool), 0);
+        CHECK_EQ(ftpool_busy(pool), 1);
+        gate_open(&g2);
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+        gate_destroy(&g1);
+        gate_destroy(&g2);
+        /* The queue works as before. */
+        for (i = 0; i < N; i++) {
+            CHECK_EQ(ftpool_submit(pool, job_count, &ran, NULL), FTPOOL_OK);
+        }
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+        CHECK_EQ(atomic_load(&ran), N * (round + 1));
+    }
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+}
