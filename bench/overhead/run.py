@@ -17,20 +17,15 @@ pool and checking the sum are outside it.
     python3 bench/overhead/run.py [--quick] [--json FILE] [--n N]
                                   [--rounds R] [--cases A,B,...]
 """
-import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-ORIG = os.path.join(REPO, "build", "orig")
+# bench/subproc.py runs the cases below, each in its own subprocess.
+sys.path.insert(0, os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+import subproc  # noqa: E402
 
-N_FULL = 1_000_000
-N_QUICK = 200_000
 EXEC_N = 200_000        # executor submit+result figure
 ASYNCIO_N = 100_000     # asyncio run_in_executor figure
 
@@ -181,17 +176,14 @@ def tp_map_async(mod, n, workers):
 def _ours_executor(mod):
     cls = getattr(mod, "ThreadPoolExecutor", None)
     if cls is None:
-        raise Unavailable("fastthreadpool.ThreadPoolExecutor does not exist")
+        raise subproc.Unavailable(
+            "fastthreadpool.ThreadPoolExecutor does not exist")
     return cls
 
 
 def _tpe(mod):
     import concurrent.futures
     return concurrent.futures.ThreadPoolExecutor
-
-
-class Unavailable(Exception):
-    """The case cannot run here (not a failure of the case)."""
 
 
 # name -> (implementation, description, function, kind of N)
@@ -258,196 +250,57 @@ GOALS = [
 ]
 
 
-# --- child process -----------------------------------------------------
-
-def load_module(impl, ours_from=REPO):
-    """Imports the fastthreadpool under test and checks where it came from."""
-    if impl == "std":
-        return None
-    if impl == "ours":
-        sys.path.insert(0, ours_from)
-        want = os.path.join(ours_from, "fastthreadpool")
-    else:
-        want = os.path.join(ORIG, "fastthreadpool")
-    try:
-        import fastthreadpool
-    except ImportError as exc:
-        raise Unavailable("import fastthreadpool failed: %s" % exc)
-    if getattr(fastthreadpool, "__file__", None) is None:
-        # A directory without __init__.py imports as a namespace package.
-        raise Unavailable("fastthreadpool in %s is not a package yet"
-                          % os.path.dirname(want))
-    got = os.path.dirname(os.path.abspath(fastthreadpool.__file__))
-    if got != want:
-        raise SystemExit("fastthreadpool imported from %s, expected %s"
-                         % (got, want))
-    return fastthreadpool
-
-
-def child(name, n, workers, ours_from):
-    impl, _, fn, _ = CASES[name]
-    try:
-        mod = load_module(impl, ours_from)
-        if mod is not None and not hasattr(mod, "Pool"):
-            raise Unavailable("fastthreadpool.Pool does not exist")
-        elapsed, res = fn(mod, n, workers)
-    except Unavailable as exc:
-        print(json.dumps({"unavailable": str(exc)}))
-        return 0
+def measure(name, mod, n, workers):
+    """Runs one case in the child and checks its N results."""
+    elapsed, res = CASES[name][2](mod, n, workers)
     count = len(res)
     total = sum(res)
     expected = n * (n - 1) // 2
     if count != n or total != expected:
-        print(json.dumps({"error": "%s: %d results summing to %d, expected"
-                          " %d summing to %d" % (name, count, total, n,
-                                                 expected)}))
-        return 1
-    print(json.dumps({"elapsed": elapsed, "n": n,
-                      "module": getattr(mod, "__file__", None)}))
-    return 0
+        return {"error": "%s: %d results summing to %d, expected %d summing"
+                " to %d" % (name, count, total, n, expected)}
+    return {"elapsed": elapsed, "n": n,
+            "module": getattr(mod, "__file__", None)}
 
 
-# --- parent ----------------------------------------------------------------
-
-def child_env(impl):
-    env = dict(os.environ)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-             if p and os.path.abspath(p) != ORIG]
-    if impl == "orig":
-        parts.insert(0, ORIG)
-    if parts:
-        env["PYTHONPATH"] = os.pathsep.join(parts)
-    else:
-        env.pop("PYTHONPATH", None)
-    return env
-
-
-def run_child(name, n, workers, timeout, ours_from):
-    impl = CASES[name][0]
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name,
-           "--n", str(n), "--workers", str(workers),
-           "--ours-from", ours_from]
-    try:
-        p = subprocess.run(cmd, env=child_env(impl), cwd=HERE,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": "%s: no result within %d s" % (name, timeout)}
-    lines = p.stdout.strip().splitlines()
-    try:
-        out = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        out = {"error": "%s: exit code %d, no result" % (name, p.returncode)}
-    if p.returncode != 0 and "error" not in out:
-        out = {"error": "%s: exit code %d" % (name, p.returncode)}
-    if "error" in out and p.stderr.strip():
-        out["stderr"] = p.stderr.strip()[-2000:]
-    return out
-
-
-def fmt_rate(x):
-    return "%.0f" % x if x < 1e4 else "{:,.0f}".format(x)
-
-
-def ratio(results, num, den):
-    a, b = results.get(num), results.get(den)
-    if not a or not b or "median" not in a or "median" not in b:
-        return None
-    return a["median"] / b["median"]
-
-
-def round_ratios(results, num, den):
-    """Ratios within each round (the two ran close together), or None."""
-    a = results.get(num, {}).get("rounds")
-    b = results.get(den, {}).get("rounds")
-    if not a or not b or len(a) != len(b):
-        return None
-    return [x / y for x, y in zip(a, b)]
+def workers_option(ap):
+    ap.add_argument("--workers", type=int, default=2,
+                    help="max_children / max_workers (default 2)")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="N = %d instead of %d" % (N_QUICK, N_FULL))
-    ap.add_argument("--json", metavar="FILE", help="write results as JSON")
-    ap.add_argument("--n", type=int, help="number of jobs per case")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds (default 3)")
-    ap.add_argument("--workers", type=int, default=2,
-                    help="max_children / max_workers (default 2)")
-    ap.add_argument("--cases", help="comma-separated subset of: "
-                    + ", ".join(CASES))
-    ap.add_argument("--timeout", type=int, default=600,
-                    help="seconds allowed for one measurement")
-    ap.add_argument("--ours-from", metavar="DIR", default=REPO,
-                    help="directory holding the fastthreadpool package"
-                    " measured as 'ours' (default: the repository; pass"
-                    " build/orig to check the benchmark itself)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap = subproc.parser(__doc__, CASES, "number of jobs per case",
+                        rounds=3, timeout=600, options=workers_option)
     args = ap.parse_args(argv)
 
     if args.child:
-        return child(args.child, args.n, args.workers, args.ours_from)
+        return subproc.child(
+            CASES[args.child][0], args.ours_from,
+            lambda mod: measure(args.child, mod, args.n, args.workers))
 
-    n = args.n or (N_QUICK if args.quick else N_FULL)
+    n = subproc.main_n(args)
     sizes = {"n": n,
              "exec": min(n, EXEC_N) if args.n else EXEC_N,
              "asyncio": min(n, ASYNCIO_N) if args.n else ASYNCIO_N}
-    names = list(CASES)
-    if args.cases:
-        names = [c.strip() for c in args.cases.split(",") if c.strip()]
-        unknown = [c for c in names if c not in CASES]
-        if unknown:
-            ap.error("unknown case(s): " + ", ".join(unknown))
+    names = subproc.selected(ap, args, CASES)
     # The issue-6 executor figure reuses the main measurements when the
     # sizes agree.
     alias = {}
     if sizes["exec"] == n:
         alias = {"exec-ours": "ours-executor", "exec-tpe": "tpe-submit"}
-    run_names = [c for c in names
-                 if not (c in alias and alias[c] in names)]
-
-    if not os.path.isdir(os.path.join(ORIG, "fastthreadpool")):
-        print("note: %s is missing (run tools/install-original.sh); the"
-              " original's cases will be unavailable" % ORIG,
-              file=sys.stderr)
-
-    samples = {c: [] for c in run_names}
-    notes = {}
-    errors = []
-    for r in range(args.rounds):
-        for c in run_names:
-            if c in notes:
-                continue
-            out = run_child(c, sizes[CASES[c][3]], args.workers,
-                            args.timeout, os.path.abspath(args.ours_from))
-            if "unavailable" in out:
-                notes[c] = out["unavailable"]
-            elif "error" in out:
-                errors.append(out)
-                print("FAILED: " + out["error"], file=sys.stderr)
-                if out.get("stderr"):
-                    print(out["stderr"], file=sys.stderr)
-            else:
-                samples[c].append(out["n"] / out["elapsed"])
-        print("round %d/%d done" % (r + 1, args.rounds), file=sys.stderr)
+    jobs = [(c, CASES[c][0], sizes[CASES[c][3]]) for c in names
+            if not (c in alias and alias[c] in names)]
+    samples, notes, errors = subproc.run_rounds(
+        __file__, args, jobs, ["--workers", str(args.workers)])
 
     results = {}
     for c in names:
         src = alias.get(c, c) if c not in samples else c
         impl, desc, _, kind = CASES[c]
-        entry = {"impl": impl, "description": desc,
-                 "n": sizes[kind]}
+        entry = {"impl": impl, "description": desc, "n": sizes[kind]}
         if src != c:
             entry["same_measurement_as"] = src
-        rates = samples.get(src, [])
-        if rates:
-            entry.update(median=statistics.median(rates), min=min(rates),
-                         max=max(rates), rounds=rates)
-        elif src in notes:
-            entry["unavailable"] = notes[src]
-        else:
-            entry["failed"] = True
-        results[c] = entry
+        results[c] = subproc.result(entry, src, samples, notes)
 
     floor = results.get("loop", {}).get("median")
     print("## Pool overhead: tiny jobs f(x) -> x, %d workers, %d rounds\n"
@@ -457,35 +310,21 @@ def main(argv=None):
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     impl_names = {"ours": "fastthreadpool (this)", "orig": "fastthreadpool"
                   " 1.7.0", "std": "stdlib"}
+    rate = subproc.fmt_rate
     for c in names:
         e = results[c]
         label = "%s: %s" % (c, e["description"])
         if "median" in e:
-            rel = "%.2f" % (e["median"] / floor) if floor else "-"
+            rel = subproc.fmt_ratio(e["median"] / floor) if floor else "-"
             print("| %s | %s | %d | %s | %s - %s | %s |" % (
-                label, impl_names[e["impl"]], e["n"], fmt_rate(e["median"]),
-                fmt_rate(e["min"]), fmt_rate(e["max"]), rel))
+                label, impl_names[e["impl"]], e["n"], rate(e["median"]),
+                rate(e["min"]), rate(e["max"]), rel))
         else:
             why = e.get("unavailable", "FAILED")
             print("| %s | %s | %d | n/a | %s | - |" % (
                 label, impl_names[e["impl"]], e["n"], why))
 
-    print("\n## Ratios (medians of the same run)\n")
-    print("| ratio | measured | per round (min - max) | goal | met |")
-    print("| --- | ---: | ---: | ---: | --- |")
-    ratios = []
-    for num, den, goal, label in GOALS:
-        if num not in results or den not in results:
-            continue
-        v = ratio(results, num, den)
-        per = round_ratios(results, num, den)
-        ratios.append({"numerator": num, "denominator": den, "label": label,
-                       "ratio": v, "per_round": per, "goal": goal,
-                       "met": None if v is None else v >= goal})
-        print("| %s | %s | %s | >= %g | %s |" % (
-            label, "n/a" if v is None else "%.2f" % v,
-            "-" if not per else "%.2f - %.2f" % (min(per), max(per)), goal,
-            "n/a" if v is None else ("yes" if v >= goal else "NO")))
+    ratios = subproc.ratio_table(results, GOALS)
 
     # ours against every competitor of the main size
     comp = [c for c in names if CASES[c][0] != "ours"
@@ -498,19 +337,15 @@ def main(argv=None):
         print("| ours \\ competitor | " + " | ".join(comp) + " |")
         print("| --- |" + " ---: |" * len(comp))
         for o in ours:
-            cells = ["%.2f" % (results[o]["median"] / results[c]["median"])
-                     for c in comp]
+            cells = [subproc.fmt_ratio(results[o]["median"]
+                                       / results[c]["median"]) for c in comp]
             print("| %s | %s |" % (o, " | ".join(cells)))
 
     if args.json:
-        doc = {"benchmark": "overhead", "workers": args.workers,
-               "rounds": args.rounds, "quick": args.quick, "sizes": sizes,
-               "python": sys.version, "cpu_count": os.cpu_count(),
-               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "results": results, "ratios": ratios, "errors": errors}
-        with open(args.json, "w") as fp:
-            json.dump(doc, fp, indent=2)
-            fp.write("\n")
+        subproc.write_doc(args.json, {
+            "benchmark": "overhead", "workers": args.workers,
+            "rounds": args.rounds, "quick": args.quick, "sizes": sizes},
+            results, ratios, errors)
     return 1 if errors else 0
 
 

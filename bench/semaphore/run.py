@@ -27,26 +27,16 @@ and the min-max of pairs/s.
     python3 bench/semaphore/run.py [--quick] [--json FILE] [--n N]
                                    [--rounds R] [--cases A,B,...]
 """
-import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-ORIG = os.path.join(REPO, "build", "orig")
-
-N_FULL = 1_000_000
-N_QUICK = 200_000
+# bench/subproc.py runs the cases below, each in its own subprocess.
+sys.path.insert(0, os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+import subproc  # noqa: E402
 WORKERS = 2
-
-
-class Unavailable(Exception):
-    """The case cannot run here (not a failure of the case)."""
 
 
 def make(impl, mod, permits):
@@ -173,210 +163,61 @@ GOALS = [
 ]
 
 
-# --- child process -----------------------------------------------------
-
-def load_module(impl, ours_from):
-    """Imports the fastthreadpool under test and checks where it came from."""
-    if impl in ("threading", "lock"):
-        return None
-    if impl == "ours":
-        sys.path.insert(0, ours_from)
-        want = os.path.join(ours_from, "fastthreadpool")
-    else:
-        want = os.path.join(ORIG, "fastthreadpool")
-    try:
-        import fastthreadpool
-    except ImportError as exc:
-        raise Unavailable("import fastthreadpool failed: %s" % exc)
-    if getattr(fastthreadpool, "__file__", None) is None:
-        # A directory without __init__.py imports as a namespace package.
-        raise Unavailable("fastthreadpool in %s is not a package yet"
-                          % os.path.dirname(want))
-    got = os.path.dirname(os.path.abspath(fastthreadpool.__file__))
-    if got != want:
-        raise SystemExit("fastthreadpool imported from %s, expected %s"
-                         % (got, want))
-    for name in ("Pool", "Semaphore"):
-        if not hasattr(fastthreadpool, name):
-            raise Unavailable("fastthreadpool.%s does not exist" % name)
-    return fastthreadpool
-
-
-def child(name, n, ours_from):
+def measure(name, mod, n):
+    """Runs one case in the child and checks that the pairs balanced."""
     impl, fn, _ = CASES[name]
-    try:
-        mod = load_module(impl, ours_from)
-        elapsed, done, left, want_left = fn(impl, mod, n)
-    except Unavailable as exc:
-        print(json.dumps({"unavailable": str(exc)}))
-        return 0
+    elapsed, done, left, want_left = fn(impl, mod, n)
     if done != n or left != want_left:
-        print(json.dumps({"error": "%s: %d pairs done (expected %d), %r"
-                          " permits left (expected %d)"
-                          % (name, done, n, left, want_left)}))
-        return 1
-    print(json.dumps({"elapsed": elapsed, "n": n}))
-    return 0
-
-
-# --- parent ----------------------------------------------------------------
-
-def child_env(impl):
-    env = dict(os.environ)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-             if p and os.path.abspath(p) != ORIG]
-    if impl == "orig":
-        parts.insert(0, ORIG)
-    if parts:
-        env["PYTHONPATH"] = os.pathsep.join(parts)
-    else:
-        env.pop("PYTHONPATH", None)
-    return env
-
-
-def run_child(name, n, timeout, ours_from):
-    impl = CASES[name][0]
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name,
-           "--n", str(n), "--ours-from", ours_from]
-    try:
-        p = subprocess.run(cmd, env=child_env(impl), cwd=HERE,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": "%s: no result within %d s" % (name, timeout)}
-    lines = p.stdout.strip().splitlines()
-    try:
-        out = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        out = {"error": "%s: exit code %d, no result" % (name, p.returncode)}
-    if p.returncode != 0 and "error" not in out:
-        out = {"error": "%s: exit code %d" % (name, p.returncode)}
-    if "error" in out and p.stderr.strip():
-        out["stderr"] = p.stderr.strip()[-2000:]
-    return out
-
-
-def fmt_rate(x):
-    return "{:,.0f}".format(x)
+        return {"error": "%s: %d pairs done (expected %d), %r permits left"
+                " (expected %d)" % (name, done, n, left, want_left)}
+    return {"elapsed": elapsed, "n": n}
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="N = %d pairs instead of %d" % (N_QUICK, N_FULL))
-    ap.add_argument("--json", metavar="FILE", help="write results as JSON")
-    ap.add_argument("--n", type=int, help="pairs per case")
-    # Each measurement takes milliseconds, so more rounds cost little and
-    # steady the medians on a shared machine.
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="interleaved rounds (default 5)")
-    ap.add_argument("--cases", help="comma-separated subset of: "
-                    + ", ".join(CASES))
-    ap.add_argument("--timeout", type=int, default=300,
-                    help="seconds allowed for one measurement")
-    ap.add_argument("--ours-from", metavar="DIR", default=REPO,
-                    help="directory holding the fastthreadpool package"
-                    " measured as 'ours' (default: the repository; pass"
-                    " build/orig to check the benchmark itself)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    # Each measurement takes milliseconds, so more rounds (5) cost little
+    # and steady the medians on a shared machine.
+    ap = subproc.parser(__doc__, CASES, "pairs per case",
+                        rounds=5, timeout=300, per_n=" pairs")
     args = ap.parse_args(argv)
 
     if args.child:
-        return child(args.child, args.n, args.ours_from)
+        return subproc.child(CASES[args.child][0], args.ours_from,
+                             lambda mod: measure(args.child, mod, args.n),
+                             need=("Pool", "Semaphore"))
 
-    n = args.n or (N_QUICK if args.quick else N_FULL)
-    names = list(CASES)
-    if args.cases:
-        names = [c.strip() for c in args.cases.split(",") if c.strip()]
-        unknown = [c for c in names if c not in CASES]
-        if unknown:
-            ap.error("unknown case(s): " + ", ".join(unknown))
-    if not os.path.isdir(os.path.join(ORIG, "fastthreadpool")):
-        print("note: %s is missing (run tools/install-original.sh); the"
-              " original's cases will be unavailable" % ORIG,
-              file=sys.stderr)
-
-    samples = {c: [] for c in names}
-    notes = {}
-    errors = []
-    for r in range(args.rounds):
-        for c in names:
-            if c in notes:
-                continue
-            out = run_child(c, n, args.timeout,
-                            os.path.abspath(args.ours_from))
-            if "unavailable" in out:
-                notes[c] = out["unavailable"]
-            elif "error" in out:
-                errors.append(out)
-                print("FAILED: " + out["error"], file=sys.stderr)
-                if out.get("stderr"):
-                    print(out["stderr"], file=sys.stderr)
-            else:
-                samples[c].append(out["n"] / out["elapsed"])
-        print("round %d/%d done" % (r + 1, args.rounds), file=sys.stderr)
+    n = subproc.main_n(args)
+    names = subproc.selected(ap, args, CASES)
+    samples, notes, errors = subproc.run_rounds(
+        __file__, args, [(c, CASES[c][0], n) for c in names])
 
     results = {}
     for c in names:
         impl, fn, desc = CASES[c]
         entry = {"impl": impl, "scenario": fn.__name__, "description": desc,
                  "n": n}
-        rates = samples[c]
-        if rates:
-            entry.update(median=statistics.median(rates), min=min(rates),
-                         max=max(rates), rounds=rates)
-        elif c in notes:
-            entry["unavailable"] = notes[c]
-        else:
-            entry["failed"] = True
-        results[c] = entry
+        results[c] = subproc.result(entry, c, samples, notes)
 
     print("## Semaphore: release+acquire pairs, N = %d, %d rounds\n"
           % (n, args.rounds))
     print("| case | object | pairs/s (median) | min - max | ns/pair |")
     print("| --- | --- | ---: | ---: | ---: |")
+    rate = subproc.fmt_rate
     for c in names:
         e = results[c]
         if "median" in e:
             print("| %s | %s | %s | %s - %s | %.0f |" % (
-                c, e["description"], fmt_rate(e["median"]),
-                fmt_rate(e["min"]), fmt_rate(e["max"]), 1e9 / e["median"]))
+                c, e["description"], rate(e["median"]), rate(e["min"]),
+                rate(e["max"]), 1e9 / e["median"]))
         else:
             print("| %s | %s | n/a | %s | - |" % (
                 c, e["description"], e.get("unavailable", "FAILED")))
 
-    print("\n## Ratios (medians of the same run)\n")
-    print("| ratio | measured | per round (min - max) | goal | met |")
-    print("| --- | ---: | ---: | ---: | --- |")
-    ratios = []
-    for num, den, goal, label in GOALS:
-        if num not in results or den not in results:
-            continue
-        a, b = results[num].get("median"), results[den].get("median")
-        v = a / b if a and b else None
-        ra = results[num].get("rounds") or []
-        rb = results[den].get("rounds") or []
-        # Ratios within each round: the two ran close together.
-        per = ([x / y for x, y in zip(ra, rb)]
-               if ra and len(ra) == len(rb) else None)
-        met = None if v is None or goal is None else v >= goal
-        ratios.append({"numerator": num, "denominator": den, "label": label,
-                       "ratio": v, "per_round": per, "goal": goal,
-                       "met": met})
-        print("| %s | %s | %s | %s | %s |" % (
-            label, "n/a" if v is None else "%.2f" % v,
-            "-" if not per else "%.2f - %.2f" % (min(per), max(per)),
-            "-" if goal is None else ">= %g" % goal,
-            "-" if met is None else ("yes" if met else "NO")))
+    ratios = subproc.ratio_table(results, GOALS)
 
     if args.json:
-        doc = {"benchmark": "semaphore", "rounds": args.rounds,
-               "quick": args.quick, "n": n, "python": sys.version,
-               "cpu_count": os.cpu_count(),
-               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "results": results, "ratios": ratios, "errors": errors}
-        with open(args.json, "w") as fp:
-            json.dump(doc, fp, indent=2)
-            fp.write("\n")
+        subproc.write_doc(args.json, {
+            "benchmark": "semaphore", "rounds": args.rounds,
+            "quick": args.quick, "n": n}, results, ratios, errors)
     return 1 if errors else 0
 
 
