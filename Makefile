@@ -5,6 +5,8 @@
 #   make bench      benchmark tables, quick mode (a few minutes)
 #   make bench-full the same with full-size runs
 #   make asan tsan valgrind   the engine tests under sanitizers / memcheck
+#   make asan-py valgrind-py  the Python tests on an ASan+UBSan build of the
+#                   extension / under memcheck (tools/sanitize-python.sh)
 #   make check      all of the above plus the long stress runs
 
 CC      ?= cc
@@ -86,7 +88,23 @@ stress: $(BUILD)/release/engine_tests ext
 	FTPOOL_STRESS=1 $(BUILD)/release/engine_tests
 	FTPOOL_STRESS=1 $(PYTHON) -m pytest -q tests/python
 
-check: test asan tsan valgrind stress
+# The extension built with ASan+UBSan into $(BUILD)/asan-py, the whole
+# Python suite run against it.
+asan-py:
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh asan
+
+# Memcheck is ~20x slower: a subset that passes every object through every
+# path of the binding (the leak cycles, timers, fork, submit, results,
+# callbacks, map, faults, bad input, gc); subprocess-heavy and timing-bound
+# files are left to asan-py.
+VALGRIND_PY_TESTS ?= $(addprefix tests/python/test_,reliability_leaks.py \
+    reliability_timers.py reliability_fork.py submit.py results.py \
+    callbacks.py map.py gc.py faults.py bad_input.py binding_queue.py)
+valgrind-py: ext
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \
+	    $(VALGRIND_PY_TESTS)
+
+check: test asan tsan valgrind asan-py valgrind-py stress
 
 deps:
 	sh tools/install-deps.sh --bench
