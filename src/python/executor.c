@@ -112,7 +112,7 @@ broken_error(void)
     if (mod == NULL) {
         return NULL;
     }
-    PyObject *cls = PyObject_GetAttrString(mod, "BrokenThreadPool");
+    PyObject *cls = ftp_getattr(mod, "BrokenThreadPool");
     Py_DECREF(mod);
     if (cls == NULL) {
         return NULL;
@@ -238,14 +238,16 @@ spawn_worker(ftpool_t *pool, void *arg)
     if (target == NULL || name == NULL) {
         goto done;
     }
-    thread = PyObject_CallMethod(threading, "Thread", "OOO", Py_None,
-                                 target, name);
+    {
+        PyObject *targs[] = {Py_None, target, name};
+        thread = ftp_call_method(threading, "Thread", targs, 3);
+    }
     if (thread == NULL || PySet_Add(core->threads, thread) < 0) {
         goto done;
     }
     core->nthreads++;
     core->refs++;
-    r = PyObject_CallMethod(thread, "start", NULL);
+    r = ftp_call_method(thread, "start", NULL, 0);
     if (r == NULL) {
         PyObject *exc = ftp_err_fetch();
         core->nthreads--;
@@ -303,7 +305,7 @@ static PyMethodDef python_exit_def = {
 static PyTypeObject *
 find_future_type(PyObject *self)
 {
-    PyObject *ft = PyObject_GetAttrString(self, "_ftp_future");
+    PyObject *ft = ftp_getattr(self, "_ftp_future");
     if (ft == NULL) {
         return NULL;
     }
@@ -341,7 +343,7 @@ exec_init(PyObject *self, PyObject *args, PyObject *kwds)
         /* As the standard library: at least 5 threads for I/O bound work,
          * at most 32 so that big machines do not get hundreds. */
         PyObject *os = PyImport_ImportModule("os");
-        PyObject *cpus = os ? PyObject_CallMethod(os, "cpu_count", NULL)
+        PyObject *cpus = os ? ftp_call_method(os, "cpu_count", NULL, 0)
                             : NULL;
         Py_XDECREF(os);
         if (cpus == NULL) {
@@ -499,8 +501,18 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (argt == NULL) {
         return NULL;
     }
+    int atomic = 1;
     for (Py_ssize_t i = 1; i < nargs; i++) {
         PyTuple_SET_ITEM(argt, i - 1, Py_NewRef(args[i]));
+        if (PyObject_IS_GC(args[i])) {
+            atomic = 0;
+        }
+    }
+    if (atomic) {
+        /* What the cyclic GC does to such a tuple at its first collection,
+         * done now: the arguments of queued calls (ints, strings...) cost
+         * the GC nothing while they wait. */
+        PyObject_GC_UnTrack(argt);
     }
     PyObject *kw = NULL;
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
@@ -601,8 +613,8 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(threads); i++) {
-        PyObject *r = PyObject_CallMethod(PyList_GET_ITEM(threads, i),
-                                          "join", NULL);
+        PyObject *r = ftp_call_method(PyList_GET_ITEM(threads, i), "join",
+                                      NULL, 0);
         if (r == NULL) {
             Py_DECREF(threads);
             return NULL;
@@ -694,7 +706,7 @@ ftp_executor_exec(PyObject *module)
     if (mod == NULL) {
         goto done;
     }
-    base = PyObject_GetAttrString(mod, "ThreadPoolExecutor");
+    base = ftp_getattr(mod, "ThreadPoolExecutor");
     if (base == NULL) {
         goto done;
     }

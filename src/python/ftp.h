@@ -93,6 +93,17 @@ ftp_get_state(PyObject *module)
     return (ftp_state *)PyModule_GetState(module);
 }
 
+/* Attribute lookups and method calls by a C-string name.  CPython 3.11's
+ * type attribute cache keeps a reference to the name object of each
+ * recent lookup, in a slot chosen by its address: the fresh string that
+ * PyObject_GetAttrString() or PyObject_CallMethod() make for every call
+ * stays alive there until that slot is reused, and memory seems to grow
+ * with every executor or pool made.  These use the interned name: one
+ * object, one slot.  ftp_call_method() passes nargs (at most 3) args. */
+PyObject *ftp_getattr(PyObject *o, const char *name);
+PyObject *ftp_call_method(PyObject *o, const char *name,
+                          PyObject *const *args, size_t nargs);
+
 /* The module state of a heap type defined by this module (or a subclass). */
 ftp_state *ftp_state_from_type(PyTypeObject *tp);
 
@@ -181,11 +192,12 @@ enum { FTP_TIMER_LATER = 1, FTP_TIMER_SCHEDULE = 2 };
 
 int ftp_timer_init_type(PyObject *module, ftp_state *st);
 ftp_timerobject *ftp_timer_new(ftp_state *st, PyObject *core, int kind);
-/* Implemented in pool.c: cancels a timer of a core; 1 if it was armed. */
+/* Implemented in poolcore.c: cancels a timer of a core; 1 if it was
+ * armed. */
 int ftp_core_cancel_timer(PyObject *core, ftp_timerobject *t);
 
 /* ------------------------------------------------------------------------ */
-/* Pool (pool.c)                                                            */
+/* Pool (pool.c, poolcore.c, ascompleted.c)                                */
 /* ------------------------------------------------------------------------ */
 
 int ftp_pool_init_types(PyObject *module, ftp_state *st);

@@ -59,6 +59,8 @@ typedef struct {
     PyObject *waiters;          /* list of concurrent.futures waiters */
     ftp_waiter *cwaiters;       /* threads in result()/exception() */
     int state;
+    /* Untracked by the cyclic GC (see "GC tracking" below). */
+    int gc_light;
 } fut_data;
 
 /* Offset of fut_data in the object: the base's instance size.  It is a
@@ -81,6 +83,66 @@ static inline int
 is_cancelled(int state)
 {
     return state == ST_CANCELLED || state == ST_CANCELLED_AND_NOTIFIED;
+}
+
+/* ------------------------------------------------------------------------ */
+/* GC tracking                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A program that keeps many futures (a list of 200,000 submit() results)
+ * would spend most of its time in the cyclic GC traversing them, although
+ * a finished future that holds an int cannot be part of a cycle.  So, as
+ * CPython does for tuples and dicts, the futures submit() makes are kept
+ * out of the GC (`gc_light`) while they cannot be part of garbage:
+ *
+ * - while queued or running, the engine job holds a reference to the
+ *   future, so the future and everything it holds (the call, the done
+ *   callbacks) are reachable anyway;
+ * - when the job lets it go (future_released), the future stays untracked
+ *   only if what it still holds cannot lead back to it: a result that is
+ *   not a GC object (or an untracked tuple), no exception, no callbacks,
+ *   no `_condition` or `_waiters`;
+ * - anything that gives a future references of another kind tracks it for
+ *   good (gc_pin): setting an attribute (tp_setattro, which
+ *   object.__setattr__ cannot bypass), `__dict__`, `_condition`,
+ *   `_waiters`, set_running_or_notify_cancel() called by hand (a future
+ *   left running by hand keeps its done callbacks after its job ends).
+ *
+ * Instances of subclasses are never untracked. */
+static void
+gc_pin(PyObject *self, fut_data *d)
+{
+    d->gc_light = 0;
+    if (!PyObject_GC_IsTracked(self)) {
+        PyObject_GC_Track(self);
+    }
+}
+
+/* Can `o`, held by a finished future, lead back to it? */
+static inline int
+may_hold_cycle(PyObject *o)
+{
+    if (o == NULL || !PyObject_IS_GC(o)) {
+        return 0;
+    }
+    /* An untracked tuple holds only objects that cannot: CPython untracks
+     * it only then, and it cannot change. */
+    return !PyTuple_CheckExact(o) || PyObject_GC_IsTracked(o);
+}
+
+/* The engine job lets the future go: from now on only users hold it. */
+static void
+future_released(PyObject *self, fut_data *d)
+{
+    if (!d->gc_light) {
+        return;
+    }
+    if (may_hold_cycle(d->result) || d->exception != NULL
+        || d->callback != NULL || d->callbacks != NULL
+        || d->condition != NULL || d->waiters != NULL
+        || d->fn != NULL || d->args != NULL || d->kwargs != NULL) {
+        gc_pin(self, d);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -147,7 +209,7 @@ base_attr(const char *name)
     if (mod == NULL) {
         return NULL;
     }
-    PyObject *res = PyObject_GetAttrString(mod, name);
+    PyObject *res = ftp_getattr(mod, name);
     Py_DECREF(mod);
     return res;
 }
@@ -178,7 +240,7 @@ ftp_log_exception(const char *level, const char *msg, PyObject *arg,
     if (logger == NULL) {
         goto done;
     }
-    meth = PyObject_GetAttrString(logger, level);
+    meth = ftp_getattr(logger, level);
     if (meth == NULL) {
         goto done;
     }
@@ -238,12 +300,12 @@ fcond_new(PyTypeObject *type)
     self->lock = self->acquire = self->release = self->cond = NULL;
     PyObject *mod = PyImport_ImportModule("_thread");
     if (mod != NULL) {
-        self->lock = PyObject_CallMethod(mod, "RLock", NULL);
+        self->lock = ftp_call_method(mod, "RLock", NULL, 0);
         Py_DECREF(mod);
     }
     if (self->lock != NULL) {
-        self->acquire = PyObject_GetAttrString(self->lock, "acquire");
-        self->release = PyObject_GetAttrString(self->lock, "release");
+        self->acquire = ftp_getattr(self->lock, "acquire");
+        self->release = ftp_getattr(self->lock, "release");
     }
     PyObject_GC_Track(self);
     if (self->acquire == NULL || self->release == NULL) {
@@ -402,7 +464,7 @@ cond_acquire(fut_data *d)
     Py_INCREF(cond);
     PyObject *r = is_fcond(cond)
                   ? PyObject_CallNoArgs(((fcond_object *)cond)->acquire)
-                  : PyObject_CallMethod(cond, "acquire", NULL);
+                  : ftp_call_method(cond, "acquire", NULL, 0);
     if (r == NULL) {
         PyErr_WriteUnraisable(cond);
         Py_DECREF(cond);
@@ -420,7 +482,7 @@ cond_release(PyObject *cond)
     }
     PyObject *r = is_fcond(cond)
                   ? PyObject_CallNoArgs(((fcond_object *)cond)->release)
-                  : PyObject_CallMethod(cond, "release", NULL);
+                  : ftp_call_method(cond, "release", NULL, 0);
     if (r == NULL) {
         PyErr_WriteUnraisable(cond);
     }
@@ -444,7 +506,7 @@ notify_waiters(PyObject *self, fut_data *d, const char *method)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(copy); i++) {
         PyObject *w = PyList_GET_ITEM(copy, i);
-        PyObject *r = PyObject_CallMethod(w, method, "O", self);
+        PyObject *r = ftp_call_method(w, method, &self, 1);
         if (r == NULL) {
             PyErr_WriteUnraisable(w);
         }
@@ -463,7 +525,7 @@ wake_all(fut_data *d, PyObject *cond)
         cond = ((fcond_object *)cond)->cond;
     }
     if (cond != NULL) {
-        PyObject *r = PyObject_CallMethod(cond, "notify_all", NULL);
+        PyObject *r = ftp_call_method(cond, "notify_all", NULL, 0);
         if (r == NULL) {
             PyErr_WriteUnraisable(cond);
         }
@@ -611,20 +673,25 @@ wait_on_condition(PyObject *self, fut_data *d, double timeout)
     PyObject *done = NULL, *t = NULL, *r = NULL;
     int err = -1;
 
-    r = PyObject_CallMethod(cond, "acquire", NULL);
+    r = ftp_call_method(cond, "acquire", NULL, 0);
     if (r == NULL) {
         goto fail;
     }
     Py_DECREF(r);
-    done = PyObject_GetAttrString(self, "done");
+    done = ftp_getattr(self, "done");
     t = timeout < 0 ? Py_NewRef(Py_None) : PyFloat_FromDouble(timeout);
-    r = (done && t) ? PyObject_CallMethod(cond, "wait_for", "OO", done, t)
-                    : NULL;
+    if (done && t) {
+        PyObject *wargs[] = {done, t};
+        r = ftp_call_method(cond, "wait_for", wargs, 2);
+    }
+    else {
+        r = NULL;
+    }
     err = r == NULL ? -1 : 0;
     Py_XDECREF(r);
     /* Released even when the wait raised, keeping that exception. */
     PyObject *exc = ftp_err_fetch();
-    r = PyObject_CallMethod(cond, "release", NULL);
+    r = ftp_call_method(cond, "release", NULL, 0);
     if (r == NULL) {
         err = -1;
         if (exc != NULL) {
@@ -767,6 +834,11 @@ ftp_future_new_call(PyTypeObject *type, PyObject *fn, PyObject *args,
     d->fn = Py_NewRef(fn);
     d->args = Py_NewRef(args);
     d->kwargs = Py_XNewRef(kwargs);
+    if (!ftp_future_check_type((PyObject *)type->tp_base)) {
+        /* Our own type, not a subclass: see "GC tracking". */
+        d->gc_light = 1;
+        PyObject_GC_UnTrack(self);
+    }
     return self;
 }
 
@@ -777,6 +849,7 @@ ftp_future_run(PyObject *self)
     if (set_running_or_notify(self, d) != 1) {
         /* Cancelled meanwhile (or completed by hand): nothing to run. */
         drop_call(d);
+        future_released(self, d);
         return;
     }
     PyObject *fn = d->fn, *args = d->args, *kwargs = d->kwargs;
@@ -799,6 +872,7 @@ ftp_future_run(PyObject *self)
     else {
         finish(self, NULL, ftp_err_fetch());
     }
+    future_released(self, d);
 }
 
 void
@@ -809,6 +883,7 @@ ftp_future_fail(PyObject *self, PyObject *exc)
     if (set_running_or_notify(self, d) == 1) {
         finish(self, NULL, Py_NewRef(exc));
     }
+    future_released(self, d);
 }
 
 void
@@ -820,6 +895,7 @@ ftp_future_drop(PyObject *self)
      * would have notified when reaching it. */
     cancel(self, d);
     set_running_or_notify(self, d);
+    future_released(self, d);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -921,6 +997,8 @@ fut_add_done_callback(PyObject *self, PyObject *fn)
     PyObject *cond = cond_acquire(d);
     if (!is_done(d->state)) {
         int err = 0;
+        /* A gc_light future that is not done is held by its engine job,
+         * which drops the callbacks before it lets the future go. */
         if (d->callback == NULL) {
             d->callback = Py_NewRef(fn);
         }
@@ -962,6 +1040,9 @@ static PyObject *
 fut_set_running_or_notify_cancel(PyObject *self, PyObject *unused)
 {
     fut_data *d = FD(self);
+    /* Run by hand, the future may stay running with callbacks after its
+     * engine job has let it go. */
+    gc_pin(self, d);
     int r = set_running_or_notify(self, d);
     if (r < 0) {
         PyErr_SetString(PyExc_RuntimeError, "Future in unexpected state");
@@ -1017,8 +1098,7 @@ static PyObject *
 fut_repr(PyObject *self)
 {
     fut_data *d = FD(self);
-    PyObject *name = PyObject_GetAttrString((PyObject *)Py_TYPE(self),
-                                            "__name__");
+    PyObject *name = ftp_getattr((PyObject *)Py_TYPE(self), "__name__");
     if (name == NULL) {
         return NULL;
     }
@@ -1053,9 +1133,10 @@ static PyObject *
 get_condition(PyObject *self, void *closure)
 {
     fut_data *d = FD(self);
+    gc_pin(self, d);
     if (d->condition == NULL) {
-        PyObject *tp = PyObject_GetAttrString((PyObject *)Py_TYPE(self),
-                                              "_ftp_condition_type");
+        PyObject *tp = ftp_getattr((PyObject *)Py_TYPE(self),
+                                   "_ftp_condition_type");
         if (tp == NULL) {
             return NULL;
         }
@@ -1086,6 +1167,7 @@ static PyObject *
 get_waiters(PyObject *self, void *closure)
 {
     fut_data *d = FD(self);
+    gc_pin(self, d);
     if (d->waiters == NULL) {
         d->waiters = PyList_New(0);
         if (d->waiters == NULL) {
@@ -1109,7 +1191,31 @@ get_exception(PyObject *self, void *closure)
     return Py_NewRef(e ? e : Py_None);
 }
 
+/* Attributes and `__dict__` may give the future references that lead back
+ * to it: they track it (see "GC tracking"). */
+static int
+fut_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    gc_pin(self, FD(self));
+    return PyObject_GenericSetAttr(self, name, value);
+}
+
+static PyObject *
+get_dict(PyObject *self, void *closure)
+{
+    gc_pin(self, FD(self));
+    return PyObject_GenericGetDict(self, closure);
+}
+
+static int
+set_dict(PyObject *self, PyObject *value, void *closure)
+{
+    gc_pin(self, FD(self));
+    return PyObject_GenericSetDict(self, value, closure);
+}
+
 static PyGetSetDef fut_getset[] = {
+    {"__dict__", get_dict, set_dict, NULL, NULL},
     {"_state", get_state, NULL, "The state's name, as in "
      "concurrent.futures._base.", NULL},
     {"_condition", get_condition, NULL, "Acts as a threading.Condition "
@@ -1206,6 +1312,7 @@ ftp_future_create_type(PyObject *module)
                     "ThreadPoolExecutor: a concurrent.futures.Future."},
         {Py_tp_init, init},
         {Py_tp_repr, fut_repr},
+        {Py_tp_setattro, fut_setattro},
         {Py_tp_methods, fut_methods},
         {Py_tp_getset, fut_getset},
         {Py_tp_members, members},
@@ -1238,6 +1345,11 @@ ftp_future_create_type(PyObject *module)
     if (fcond_type == NULL
         || PyObject_SetAttrString((PyObject *)type, "_ftp_condition_type",
                                   fcond_type) < 0
+        /* asyncio.isfuture() looks this name up on the class (three times
+         * per run_in_executor call); None answers "not an asyncio future"
+         * as its absence does, without raising AttributeError. */
+        || PyObject_SetAttrString((PyObject *)type,
+                                  "_asyncio_future_blocking", Py_None) < 0
         || PyModule_AddObjectRef(module, "Future", (PyObject *)type) < 0) {
         Py_CLEAR(type);
     }

@@ -9,6 +9,42 @@
 #include "ftp.h"
 #include "executor.h"
 
+PyObject *
+ftp_getattr(PyObject *o, const char *name)
+{
+    PyObject *n = PyUnicode_InternFromString(name), *r;
+
+    if (n == NULL) {
+        return NULL;
+    }
+    r = PyObject_GetAttr(o, n);
+    Py_DECREF(n);
+    return r;
+}
+
+PyObject *
+ftp_call_method(PyObject *o, const char *name, PyObject *const *args,
+                size_t nargs)
+{
+    PyObject *stack[4], *n, *r;
+
+    if (nargs > 3) {
+        PyErr_SetString(PyExc_SystemError, "ftp_call_method: too many args");
+        return NULL;
+    }
+    n = PyUnicode_InternFromString(name);
+    if (n == NULL) {
+        return NULL;
+    }
+    stack[0] = o;
+    for (size_t i = 0; i < nargs; i++) {
+        stack[i + 1] = args[i];
+    }
+    r = PyObject_VectorcallMethod(n, stack, nargs + 1, NULL);
+    Py_DECREF(n);
+    return r;
+}
+
 ftp_state *
 ftp_state_from_type(PyTypeObject *tp)
 {
@@ -77,7 +113,7 @@ import_attr(const char *modname, const char *attr)
     if (mod == NULL) {
         return NULL;
     }
-    r = PyObject_GetAttrString(mod, attr);
+    r = ftp_getattr(mod, attr);
     Py_DECREF(mod);
     return r;
 }

@@ -19,6 +19,8 @@
  */
 #include "ftp.h"
 
+#include <string.h>
+
 #define RQ_MIN_CAP 16
 /* An empty queue gives back a buffer larger than this. */
 #define RQ_SHRINK_CAP 4096
@@ -72,17 +74,21 @@ rq_reserve(ftp_rqobject *q, Py_ssize_t extra)
     while (cap < need) {
         cap *= 2;
     }
-    nbuf = PyMem_RawMalloc((size_t)cap * sizeof(PyObject *));
+    /* realloc: a large buffer is moved by remapping its pages, not by
+     * copying them (a queue of a million results grows without copying
+     * the entries). */
+    nbuf = PyMem_RawRealloc(q->buf, (size_t)cap * sizeof(PyObject *));
     if (nbuf == NULL) {
         return -1;
     }
-    for (Py_ssize_t i = 0; i < q->len; i++) {
-        nbuf[i] = q->buf[(q->head + i) & (q->cap - 1)];
+    if (q->head + q->len > q->cap) {
+        /* The entries wrapped around the old end: the wrapped part moves
+         * after it (cap is at least twice the old one, so it fits). */
+        Py_ssize_t wrapped = q->head + q->len - q->cap;
+        memcpy(nbuf + q->cap, nbuf, (size_t)wrapped * sizeof(PyObject *));
     }
-    PyMem_RawFree(q->buf);
     q->buf = nbuf;
     q->cap = cap;
-    q->head = 0;
     return 0;
 }
 

@@ -1,0 +1,139 @@
+/*
+ * ascompleted.c - _AsCompleted, the iterator Pool.as_completed() returns:
+ * hands out results and failures as they arrive.
+ */
+#include "poolcore.h"
+
+static PyObject *
+ac_next(ftp_acobject *ac)
+{
+    ftp_core *core = ac->core;
+
+    if (ac->finished) {
+        return NULL;
+    }
+    if (!ac->started) {
+        ac->started = 1;
+        if (core->done_callback != NULL) {
+            ac->finished = 1;
+            PyErr_SetString(core->st->PoolCallback, "Using done_callback!");
+            return NULL;
+        }
+        if (core->failed_callback != NULL || core->logger != NULL) {
+            ac->finished = 1;
+            PyErr_SetString(core->st->PoolCallback,
+                            "Using failed_callback!");
+            return NULL;
+        }
+        if (ac->mode == 1 && ftpool_current_pool() == core->pool) {
+            /* The job calling us is one of those it would wait for. */
+            ac->finished = 1;
+            PyErr_SetString(PyExc_RuntimeError,
+                            "as_completed() without a time limit from a "
+                            "job of the same pool would wait forever");
+            return NULL;
+        }
+        if (ac->mode == 2) {
+            ac->deadline = ftpool_now_ns()
+                           + (int64_t)(ac->wait * FTP_NS_PER_SEC);
+        }
+    }
+    for (;;) {
+        PyObject *item;
+        int idle;
+
+        if (ac->cnt_max > 0 && ac->yielded >= ac->cnt_max) {
+            break;
+        }
+        idle = core_idle(core);
+        item = ftp_rq_popleft(core->done);
+        if (item == NULL) {
+            item = ftp_rq_popleft(core->failed);
+        }
+        if (item != NULL) {
+            ac->yielded++;
+            return item;
+        }
+        /* Both queues were empty after the pool was seen idle: every
+         * result has been handed out. */
+        if (ac->mode == 0 || idle) {
+            break;
+        }
+        if (ac->mode == 2 && ftpool_now_ns() >= ac->deadline) {
+            break;
+        }
+        atomic_fetch_add(&core->notify_waiters, 1);
+        if (ftp_rq_len(core->done) == 0 && ftp_rq_len(core->failed) == 0
+                && !core_idle(core)) {
+            int64_t left = ac->mode == 2 ? time_left(ac->deadline) : -1;
+            int rc = ftp_sem_wait(core->notify, left);
+            if (rc < 0) {
+                atomic_fetch_sub(&core->notify_waiters, 1);
+                return NULL;
+            }
+        }
+        atomic_fetch_sub(&core->notify_waiters, 1);
+        /* Drop stale wake-ups that piled up while we waited. */
+        while (ftpool_sem_try_acquire(core->notify) == FTPOOL_OK) {
+        }
+    }
+    ac->finished = 1;
+    return NULL;
+}
+
+static int
+ac_traverse(ftp_acobject *ac, visitproc visit, void *arg)
+{
+    Py_VISIT(ac->core);
+    Py_VISIT(Py_TYPE(ac));
+    return 0;
+}
+
+static void
+ac_dealloc(ftp_acobject *ac)
+{
+    PyTypeObject *tp = Py_TYPE(ac);
+
+    PyObject_GC_UnTrack(ac);
+    Py_CLEAR(ac->core);
+    tp->tp_free((PyObject *)ac);
+    Py_DECREF(tp);
+}
+
+static int
+ac_clear(ftp_acobject *ac)
+{
+    ac->finished = 1;
+    return 0;
+}
+
+static PyType_Slot ac_slots[] = {
+    {Py_tp_dealloc, ac_dealloc},
+    {Py_tp_traverse, ac_traverse},
+    {Py_tp_clear, ac_clear},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, ac_next},
+    {0, NULL}
+};
+
+static PyType_Spec ac_spec = {
+    .name = "fastthreadpool._AsCompleted",
+    .basicsize = sizeof(ftp_acobject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ac_slots,
+};
+
+int
+ftp_ac_init_type(PyObject *module, ftp_state *st)
+{
+    st->ascompleted_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &ac_spec, NULL);
+    if (st->ascompleted_type == NULL) {
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030A0000
+    st->ascompleted_type->tp_new = NULL;
+#endif
+    return 0;
+}
