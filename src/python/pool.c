@@ -983,26 +983,18 @@ pool_shutdown_children(ftp_poolobject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* shutdown(timeout, soon) and join(timeout) = shutdown(timeout, False). */
 static PyObject *
-pool_shutdown(ftp_poolobject *self, PyObject *args, PyObject *kwds)
+shutdown_until(ftp_poolobject *self, PyObject *timeout, int soon)
 {
-    static char *kwlist[] = {"timeout", "soon", NULL};
     ftp_core *core = pool_core(self);
-    PyObject *timeout = Py_None, *soon = Py_False;
     int64_t deadline;
     int rc;
 
-    if (core == NULL) {
+    if (core == NULL || parse_deadline(timeout, &deadline) < 0) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:shutdown", kwlist,
-                                     &timeout, &soon)) {
-        return NULL;
-    }
-    if (parse_deadline(timeout, &deadline) < 0) {
-        return NULL;
-    }
-    rc = core_shutdown(core, deadline, soon == Py_True);
+    rc = core_shutdown(core, deadline, soon);
     if (rc < 0) {
         return NULL;
     }
@@ -1010,29 +1002,29 @@ pool_shutdown(ftp_poolobject *self, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+pool_shutdown(ftp_poolobject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"timeout", "soon", NULL};
+    PyObject *timeout = Py_None, *soon = Py_False;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:shutdown", kwlist,
+                                     &timeout, &soon)) {
+        return NULL;
+    }
+    return shutdown_until(self, timeout, soon == Py_True);
+}
+
+static PyObject *
 pool_join(ftp_poolobject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"timeout", NULL};
-    ftp_core *core = pool_core(self);
     PyObject *timeout = Py_None;
-    int64_t deadline;
-    int rc;
 
-    if (core == NULL) {
-        return NULL;
-    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:join", kwlist,
                                      &timeout)) {
         return NULL;
     }
-    if (parse_deadline(timeout, &deadline) < 0) {
-        return NULL;
-    }
-    rc = core_shutdown(core, deadline, 0);
-    if (rc < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(rc);
+    return shutdown_until(self, timeout, 0);
 }
 
 static PyObject *
