@@ -22,7 +22,7 @@ LDLIBS  += -lpthread
 ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
 TEST_SRC    := $(wildcard tests/engine/*.c)
 
-.PHONY: all lib examples test test-c test-py asan tsan valgrind check bench bench-full \
+.PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
         ext clean stress deps
 
 all: lib
@@ -61,7 +61,11 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/release/libftpool.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $< $(BUILD)/release/libftpool.a -o $@ $(LDLIBS)
 
-test: test-c test-py
+test: test-deps test-c test-py
+
+# pytest and hypothesis, if missing.
+test-deps:
+	sh tools/install-deps.sh
 
 test-c: $(BUILD)/release/engine_tests examples
 	$(BUILD)/examples/parallel_sum
@@ -104,7 +108,10 @@ valgrind-py: ext
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \
 	    $(VALGRIND_PY_TESTS)
 
-check: test asan tsan valgrind asan-py valgrind-py stress
+check: check-deps test asan tsan valgrind asan-py valgrind-py stress
+
+check-deps:
+	sh tools/install-deps.sh --check
 
 deps:
 	sh tools/install-deps.sh --bench
