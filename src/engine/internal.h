@@ -116,11 +116,18 @@ enum {
  * The queue is singly linked from `stub`, a node that is never a job:
  * stub.next is the first job and tail the last (&stub when empty), so an
  * enqueue never touches the head and a dequeue touches the tail only when
- * it takes the last job.  npending counts linked jobs and is raised only
- * after a job is linked, lowered only after one is unlinked, so whoever
- * holds `lock` may rely on at least npending jobs being linked (and
- * visible: the counter is updated with sequentially consistent
- * read-modify-writes).
+ * it takes the last job.
+ *
+ * Two counters, each written under one lock only, so that the submitter
+ * and the workers do not fight over one cache line for every job:
+ * nlinked (tail_lock) counts jobs ever linked and is raised only after a
+ * job is linked; nunlinked (`lock`) counts jobs ever unlinked (taken or
+ * dropped) and is raised only after one is unlinked.  The pending jobs
+ * are nlinked - nunlinked.  nlinked only grows, so whoever holds `lock`
+ * may rely on at least seen_linked - nunlinked jobs being linked (and
+ * visible: nlinked is raised with sequentially consistent
+ * read-modify-writes), and reads the submitter's line again only when
+ * that snapshot runs short (see pending_hint_locked()).
  */
 struct ftpool {
     /* Read-mostly: set at create, or written rarely (and then by holders
@@ -136,7 +143,7 @@ struct ftpool {
     _Atomic int stopping;
     _Atomic unsigned nactive;   /* see "Workers" below */
     /* Workers on the sleeper stack.  A parking worker raises it and then
-     * checks npending; a submitter raises npending and then checks it: one
+     * checks nlinked; a submitter raises nlinked and then checks it: one
      * of the two always sees the other (see submit()). */
     _Atomic unsigned nsleepers;
     _Atomic int closed;
@@ -150,14 +157,18 @@ struct ftpool {
     ftpool__mutex lock;
 
     ftpool__job stub;           /* stub.next: the next job to run */
+    /* Jobs ever unlinked (see above); read without a lock by spinning
+     * workers and ftpool_pending(). */
+    _Atomic uint64_t nunlinked;
+    uint64_t seen_linked;       /* a value nlinked has had: a lower bound */
 
     /* Workers.  active: alive and not yet decided to exit (what the maximum
      * limits).  starting: reserved, not yet looking at the queue.  waking:
      * taken off the sleeper stack, not yet looking at the queue.  spinning:
-     * found the queue empty and is polling npending for a moment before it
-     * parks (it looks at the queue again before parking).  A job is covered
-     * when pending <= starting + waking + spinning; a worker is woken or
-     * started only for an uncovered job. */
+     * found the queue empty and is polling the counters for a moment
+     * before it parks (it looks at the queue again before parking).  A
+     * job is covered when pending <= starting + waking + spinning; a
+     * worker is woken or started only for an uncovered job. */
     ftpool__sleeper *sleepers;
     unsigned nstarting, nwaking, nspinning;
     unsigned nrequests;         /* spawn-hook requests not yet claimed */
@@ -202,15 +213,20 @@ struct ftpool {
     ftpool__slab *slabs;        /* every node block, for ftpool_destroy() */
     size_t nnodes;              /* nodes in all slabs */
     uint64_t next_id;           /* job and timer ids */
-    uint64_t submitted;
-    /* On its own line: spinning workers poll it, and should not pull the
-     * tail_lock line away from the submitter each time. */
+    /* Jobs ever linked (see above), which is also the count of jobs
+     * submitted.  On the submitter's line, which it writes anyway; read
+     * without a lock by spinning workers, by ftpool_pending(), and by
+     * holders of `lock` when their snapshot runs short. */
+    _Atomic uint64_t nlinked;
     FTPOOL__PAD(pad2_);
-    /* Jobs linked in the queue.  Raised with tail_lock held (or both
-     * locks), lowered with `lock` held: always by atomic read-modify-write,
-     * since two locks write it.  Read without a lock by spinning workers
-     * and ftpool_pending(). */
-    _Atomic size_t npending;
+    /* Plain-job nodes that workers have given back, a stack pushed to
+     * without a lock (compare-and-swap of a whole batch) and emptied at
+     * once (exchange) by a submitter whose free_nodes ran out: a worker
+     * then never waits for tail_lock, which a busy submitter holds most of
+     * the time, and the submitter never has to wake it.  Push-only plus
+     * take-all is free of the ABA problem.  On its own line: written once
+     * per batch, not per job. */
+    _Atomic(ftpool__job *) returned;
     FTPOOL__PAD(pad3_);
 };
 

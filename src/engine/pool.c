@@ -11,11 +11,12 @@
  * next.  Threads are started after unlocking, and user code always runs
  * unlocked.
  *
- * Job nodes come in slabs and go back to the free list (in small batches)
- * once their job has started or was dropped, so once the queue has been as
- * deep as it gets, no submission allocates.  A worker that finds the queue empty polls for a
- * new job for a couple of microseconds before it parks: a steady stream of
- * jobs then finds it awake, and the submitter makes no wake-up call.
+ * Job nodes come in slabs and go back for reuse (workers return them in
+ * small batches, without a lock) once their job has started or was
+ * dropped, so once the queue has been as deep as it gets, no submission
+ * allocates.  A worker that finds the queue empty polls for a new job for
+ * a couple of microseconds before it parks: a steady stream of jobs then
+ * finds it awake, and the submitter makes no wake-up call.
  *
  * Sleeping workers form a LIFO stack, each with its own condition variable,
  * so a wake-up wakes exactly one chosen thread.  New workers are started
@@ -46,6 +47,45 @@ static void worker_loop(ftpool_t *pool, ftpool__native *native);
 /* ------------------------------------------------------------------------ */
 /* Workers: waking and reserving                                            */
 /* ------------------------------------------------------------------------ */
+
+/* Jobs queued right now; needs `lock` (so that nunlinked is stable).
+ * Reads nlinked afresh (sequentially consistent: see the parking worker
+ * and queued_needs_nothing()) and keeps it as the snapshot. */
+static size_t
+pending_locked(ftpool_t *pool)
+{
+    uint64_t done = atomic_load_explicit(&pool->nunlinked,
+                                         memory_order_relaxed);
+
+    pool->seen_linked = atomic_load(&pool->nlinked);
+    return (size_t)(pool->seen_linked - done);
+}
+
+/* At least this many jobs are queued; needs `lock`.  Trusts the snapshot
+ * of nlinked while it promises two jobs or more (enough for pop_locked()
+ * to leave tail_lock alone), so a worker working through a deep queue
+ * does not pull the submitter's cache line for every job. */
+static size_t
+pending_hint_locked(ftpool_t *pool)
+{
+    uint64_t done = atomic_load_explicit(&pool->nunlinked,
+                                         memory_order_relaxed);
+
+    if (pool->seen_linked >= done + 2) {
+        return (size_t)(pool->seen_linked - done);
+    }
+    return pending_locked(pool);
+}
+
+/* Counts n jobs as unlinked; needs `lock`, the only writer. */
+static void
+add_unlinked_locked(ftpool_t *pool, size_t n)
+{
+    uint64_t done = atomic_load_explicit(&pool->nunlinked,
+                                         memory_order_relaxed);
+
+    atomic_store_explicit(&pool->nunlinked, done + n, memory_order_release);
+}
 
 /* Pops the most recently parked sleeper and wakes it.  LIFO: the worker that
  * slept last has the warmest cache and the others may sleep on. */
@@ -79,7 +119,7 @@ wake_all_locked(ftpool_t *pool)
 static int
 uncovered_locked(ftpool_t *pool)
 {
-    return atomic_load(&pool->npending)
+    return pending_locked(pool)
            > (size_t)pool->nstarting + pool->nwaking + pool->nspinning;
 }
 
@@ -149,8 +189,13 @@ ftpool__cover_locked(ftpool_t *pool, int finishing)
 void
 ftpool__check_idle_locked(ftpool_t *pool)
 {
-    if (atomic_load(&pool->npending) == 0
-            && atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0) {
+    /* The snapshot first: while it shows a job queued, the pool is not
+     * idle and the submitter's line is left alone. */
+    if (atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0
+            && pool->seen_linked
+               <= atomic_load_explicit(&pool->nunlinked,
+                                       memory_order_relaxed)
+            && pending_locked(pool) == 0) {
         pool->idle_gen++;
         if (pool->state_waiters > 0) {
             ftpool__cond_broadcast(&pool->state_cond);
@@ -316,8 +361,7 @@ ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
     if (pool->tail == &pool->stub) {
         pool->tail = last;
     }
-    pool->submitted += n;
-    atomic_fetch_add(&pool->npending, n);
+    atomic_fetch_add(&pool->nlinked, n);
     ftpool__mutex_unlock(&pool->tail_lock);
     while (n-- > 0) {
         spawn += job_queued_locked(pool);
@@ -356,7 +400,7 @@ release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
             tailp = &job->next;
         }
     }
-    atomic_fetch_sub(&pool->npending, n);
+    add_unlinked_locked(pool, n);
     pool->dropped += n;
     ftpool__check_idle_locked(pool);
     *count = n;
@@ -415,6 +459,13 @@ take_node_locked(ftpool_t *pool, ftpool__job **job_out)
             pool->free_nodes = (*job_out)->next;
             return FTPOOL_OK;
         }
+        /* Acquire: pairs with the release in give_back(), so the worker
+         * is done with the nodes before they are reused. */
+        pool->free_nodes = atomic_exchange_explicit(&pool->returned, NULL,
+                                                    memory_order_acquire);
+        if (pool->free_nodes != NULL) {
+            continue;
+        }
         if (add_slab_locked(pool) != 0) {
             return FTPOOL_ENOMEM;
         }
@@ -424,8 +475,8 @@ take_node_locked(ftpool_t *pool, ftpool__job **job_out)
 /* Whether a job just queued at the back may be left alone: no worker
  * sleeps, the pool runs, and no further worker may be started - so
  * job_queued_locked() would do nothing.  Read without `lock`: nsleepers is
- * read after the job was counted in npending, and a parking worker raises
- * nsleepers before it looks at npending a last time (both sequentially
+ * read after the job was counted in nlinked, and a parking worker raises
+ * nsleepers before it looks at nlinked a last time (both sequentially
  * consistent), so either the worker sees the job or this sees the worker.
  * The other fields change only when workers are started or retire, and a
  * stale read errs towards taking the lock, or is a submission that
@@ -492,10 +543,9 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         pool->tail->next = job;
         pool->tail = job;
     }
-    pool->submitted++;
     /* After linking (see struct ftpool); sequentially consistent for
      * queued_needs_nothing(). */
-    atomic_fetch_add(&pool->npending, 1);
+    atomic_fetch_add(&pool->nlinked, 1);
     ftpool__mutex_unlock(&pool->tail_lock);
     if (!front) {
         if (queued_needs_nothing(pool)) {
@@ -666,8 +716,9 @@ spin_for_job(ftpool_t *pool)
     unsigned i;
 
     for (i = 1;; i++) {
-        if (atomic_load_explicit(&pool->npending, memory_order_relaxed)
-                != 0) {
+        if (atomic_load_explicit(&pool->nlinked, memory_order_relaxed)
+                != atomic_load_explicit(&pool->nunlinked,
+                                        memory_order_relaxed)) {
             return;
         }
         ftpool__cpu_relax();
@@ -677,11 +728,11 @@ spin_for_job(ftpool_t *pool)
     }
 }
 
-/* Nodes of jobs a worker took, not yet given back to the free list: each
- * return takes tail_lock, which the submitters want, so they go back in
- * batches of up to NODE_BATCH, or with no extra cost when the worker holds
- * tail_lock anyway, and whenever it runs out of work (so that an idle
- * pool has all its nodes on the free list). */
+/* Nodes of jobs a worker took, not yet given back: each return is an
+ * atomic read-modify-write on a line the submitter also uses, so they go
+ * back in batches of up to NODE_BATCH, or with no extra cost when the
+ * worker holds tail_lock anyway, and whenever it runs out of work (so that
+ * an idle pool has all its nodes back). */
 #define NODE_BATCH 32
 
 typedef struct used_nodes {
@@ -701,14 +752,23 @@ give_back_locked(ftpool_t *pool, used_nodes *u)
     }
 }
 
+/* Gives the used nodes back without tail_lock, onto pool->returned. */
 static void
 give_back(ftpool_t *pool, used_nodes *u)
 {
-    if (u->n > 0) {
-        ftpool__mutex_lock(&pool->tail_lock);
-        give_back_locked(pool, u);
-        ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__job *head;
+
+    if (u->n == 0) {
+        return;
     }
+    head = atomic_load_explicit(&pool->returned, memory_order_relaxed);
+    do {
+        u->last->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(
+                 &pool->returned, &head, u->first, memory_order_release,
+                 memory_order_relaxed));
+    u->first = u->last = NULL;
+    u->n = 0;
 }
 
 /* Puts a taken plain job's node on the used list; its next field is
@@ -726,7 +786,7 @@ add_used(used_nodes *u, ftpool__job *job)
 
 /* Takes the first job off the queue and copies its fields to *out; a
  * plain job's node joins *u.  At least `pending` jobs are linked
- * (npending as read with `lock` held: it can only have grown since). */
+ * (as counted with `lock` held: it can only have grown since). */
 static void
 pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
 {
@@ -760,7 +820,7 @@ pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
         give_back_locked(pool, u);
         ftpool__mutex_unlock(&pool->tail_lock);
     }
-    atomic_fetch_sub(&pool->npending, 1);
+    add_unlinked_locked(pool, 1);
 }
 
 static void
@@ -788,7 +848,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
                 || pool->nactive > max) {
             break;
         }
-        pending = atomic_load(&pool->npending);
+        pending = pending_hint_locked(pool);
         if (pending > 0) {
             ftpool__job job;
             ftpool__timer *t;
@@ -819,7 +879,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
             continue;
         }
         /* Still holding `lock` since the idle check: whoever sees the
-         * pool idle finds every node on the free list. */
+         * pool idle finds every node given back. */
         give_back(pool, &used);
         if (pool->stopping == FTPOOL_SHUTDOWN_FINISH) {
             break;
@@ -845,10 +905,10 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
         self.next = pool->sleepers;
         pool->sleepers = &self;
         /* Sequentially consistent store, then load: pairs with submit()
-         * (see queued_needs_nothing()).  A job queued since npending was
+         * (see queued_needs_nothing()).  A job queued since nlinked was
          * read above, by a submitter that saw no sleeper, is taken now. */
         atomic_store(&pool->nsleepers, atomic_load(&pool->nsleepers) + 1);
-        if (atomic_load(&pool->npending) != 0) {
+        if (pending_locked(pool) != 0) {
             pool->sleepers = self.next;
             ftpool__add_u(&pool->nsleepers, -1);
             continue;
@@ -1021,8 +1081,7 @@ reached_locked(ftpool_t *pool, int what, uint64_t gen0)
     switch (what) {
     case WAIT_IDLE:
         return pool->idle_gen != gen0
-               || (atomic_load_explicit(&pool->npending,
-                                        memory_order_relaxed) == 0
+               || (pending_locked(pool) == 0
                    && atomic_load_explicit(&pool->nbusy,
                                            memory_order_relaxed) == 0);
     case WAIT_NO_WORKERS:
@@ -1137,7 +1196,21 @@ ftpool_busy(const ftpool_t *pool)
 size_t
 ftpool_pending(const ftpool_t *pool)
 {
-    return pool == NULL ? 0 : atomic_load(&((ftpool_t *)pool)->npending);
+    ftpool_t *p = (ftpool_t *)pool;
+    uint64_t before, linked, after;
+
+    if (p == NULL) {
+        return 0;
+    }
+    /* nunlinked unchanged around the read of nlinked: the difference was
+     * exact when nlinked was read. */
+    after = atomic_load(&p->nunlinked);
+    do {
+        before = after;
+        linked = atomic_load(&p->nlinked);
+        after = atomic_load(&p->nunlinked);
+    } while (after != before);
+    return (size_t)(linked - before);
 }
 
 void
@@ -1152,10 +1225,10 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
     out->workers = atomic_load_explicit(&pool->nworkers,
                                         memory_order_relaxed);
     out->busy = atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
-    out->pending = atomic_load_explicit(&pool->npending,
-                                        memory_order_relaxed);
+    out->pending = pending_locked(pool);
     out->timers = pool->ntimers;
-    out->submitted = pool->submitted;
+    out->submitted = atomic_load_explicit(&pool->nlinked,
+                                          memory_order_relaxed);
     out->completed = pool->completed;
     out->dropped = pool->dropped;
     ftpool__mutex_unlock(&pool->tail_lock);
@@ -1205,8 +1278,10 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     atomic_init(&pool->max_workers, opts->max_workers);
     atomic_init(&pool->nworkers, 0);
     atomic_init(&pool->nbusy, 0);
-    atomic_init(&pool->npending, 0);
+    atomic_init(&pool->nlinked, 0);
+    atomic_init(&pool->nunlinked, 0);
     atomic_init(&pool->closed, 0);
+    atomic_init(&pool->returned, NULL);
 
     if (ftpool__mutex_init(&pool->lock) != 0) {
         goto fail_mutex;

@@ -65,7 +65,8 @@
     X(alloc_failure)                \
     X(node_reuse)                   \
     X(stream)                       \
-    X(cancel_behind_worker)
+    X(cancel_behind_worker)         \
+    X(cancel_in_deep_queue)
 
 #define FTPOOL_DECLARE_TEST(name) void test_##name(void);
 FTPOOL_TESTS(FTPOOL_DECLARE_TEST)

@@ -459,3 +459,90 @@ test_cancel_behind_worker(void)
     }
     CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
 }
+
+/* A worker that took a job from a deep queue trusts what it counted then
+ * for the jobs behind it.  Jobs cancelled meanwhile - from the middle and
+ * the tail - must not be run or counted, the rest run once and in order,
+ * and the counters add up. */
+static int deep_seen[32];
+static atomic_int deep_n;
+
+static void
+deep_job(void *arg)
+{
+    int i = atomic_fetch_add(&deep_n, 1);
+
+    if (i < 32) {
+        deep_seen[i] = (int)(uintptr_t)arg;
+    }
+}
+
+void
+test_cancel_in_deep_queue(void)
+{
+    enum { N = 20 };
+    ftpool_options o = {0};
+    ftpool_t *pool = NULL;
+    uint64_t ids[N];
+    ftpool_stats st;
+    gate g0, g1;
+    int i, k, want;
+
+    o.max_workers = 1;
+    REQUIRE(ftpool_create(&o, &pool) == FTPOOL_OK);
+    atomic_init(&deep_n, 0);
+    gate_init(&g0);
+    gate_init(&g1);
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g0, NULL), FTPOOL_OK);
+    REQUIRE(wait_busy(pool, 1));
+    /* The worker comes back to N + 1 queued jobs and blocks in the
+     * first. */
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g1, NULL), FTPOOL_OK);
+    for (i = 0; i < N; i++) {
+        CHECK_EQ(ftpool_submit(pool, deep_job, (void *)(uintptr_t)i,
+                               &ids[i]), FTPOOL_OK);
+    }
+    gate_open(&g0);
+    {
+        int64_t deadline = ftpool__now_ns() + 5000 * MS;
+
+        while (ftpool_pending(pool) > N && ftpool__now_ns() < deadline) {
+            harness_sleep_ns(MS / 2);
+        }
+    }
+    REQUIRE(ftpool_pending(pool) == N);
+    CHECK_EQ(ftpool_cancel(pool, ids[5]), FTPOOL_OK);
+    CHECK_EQ(ftpool_cancel(pool, ids[10]), FTPOOL_OK);
+    CHECK_EQ(ftpool_cancel(pool, ids[N - 1]), FTPOOL_OK);
+    CHECK_EQ(ftpool_cancel(pool, ids[N - 2]), FTPOOL_OK);
+    CHECK_EQ(ftpool_pending(pool), N - 4);
+    gate_open(&g1);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&deep_n), N - 4);
+    for (i = 0, k = 0; i < N && k < N - 4; i++) {
+        if (i == 5 || i == 10 || i >= N - 2) {
+            continue;
+        }
+        CHECK_EQ(deep_seen[k], i);
+        k++;
+    }
+    ftpool_get_stats(pool, &st);
+    CHECK_EQ(st.pending, 0);
+    CHECK_EQ(st.submitted, N + 2);
+    CHECK_EQ(st.dropped, 4);
+    CHECK_EQ(st.completed, N - 2);
+    /* The queue goes on as usual, at the back of the cancelled tail. */
+    want = atomic_load(&deep_n) + 3;
+    for (i = 0; i < 3; i++) {
+        CHECK_EQ(ftpool_submit(pool, deep_job, (void *)(uintptr_t)(100 + i),
+                               NULL), FTPOOL_OK);
+    }
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&deep_n), want);
+    CHECK_EQ(deep_seen[N - 4], 100);
+    CHECK_EQ(deep_seen[N - 2], 102);
+    CHECK_EQ(ftpool_pending(pool), 0);
+    gate_destroy(&g0);
+    gate_destroy(&g1);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+}
