@@ -39,90 +39,6 @@ nop_run(void *arg)
     (void)arg;
 }
 
-static void *
-cache_alloc(size_t size, void *ctx)
-{
-    ftp_blockcache *c = ctx;
-    char *p = NULL;
-
-    if (size <= FTP_BLOCK_SIZE) {
-        while (atomic_flag_test_and_set_explicit(&c->lock,
-                                                 memory_order_acquire)) {
-        }
-        if (c->free_blocks != NULL) {
-            p = c->free_blocks;
-            c->free_blocks = *(void **)p;
-            c->nfree--;
-        }
-        atomic_flag_clear_explicit(&c->lock, memory_order_release);
-        if (p == NULL) {
-            p = PyMem_RawMalloc(FTP_BLOCK_HEADER + FTP_BLOCK_SIZE);
-            if (p == NULL) {
-                return NULL;
-            }
-        }
-        *(size_t *)p = 1;   /* the free-list link overwrote it */
-        return p + FTP_BLOCK_HEADER;
-    }
-    p = PyMem_RawMalloc(FTP_BLOCK_HEADER + size);
-    if (p == NULL) {
-        return NULL;
-    }
-    *(size_t *)p = 0;
-    return p + FTP_BLOCK_HEADER;
-}
-
-static void
-cache_free(void *ptr, void *ctx)
-{
-    ftp_blockcache *c = ctx;
-    char *p;
-
-    if (ptr == NULL) {
-        return;
-    }
-    p = (char *)ptr - FTP_BLOCK_HEADER;
-    if (*(size_t *)p == 1) {
-        while (atomic_flag_test_and_set_explicit(&c->lock,
-                                                 memory_order_acquire)) {
-        }
-        if (c->nfree < FTP_BLOCKS_MAX) {
-            *(void **)p = c->free_blocks;
-            c->free_blocks = p;
-            c->nfree++;
-            p = NULL;
-        }
-        atomic_flag_clear_explicit(&c->lock, memory_order_release);
-        if (p == NULL) {
-            return;
-        }
-    }
-    PyMem_RawFree(p);
-}
-
-static void
-cache_init(ftp_blockcache *c)
-{
-    c->allocator.alloc = cache_alloc;
-    c->allocator.free = cache_free;
-    c->allocator.ctx = c;
-    atomic_flag_clear(&c->lock);
-    c->free_blocks = NULL;
-    c->nfree = 0;
-}
-
-/* After ftpool_destroy(): gives the cached blocks back. */
-static void
-cache_fini(ftp_blockcache *c)
-{
-    while (c->free_blocks != NULL) {
-        void *p = c->free_blocks;
-        c->free_blocks = *(void **)p;
-        PyMem_RawFree(p);
-    }
-    c->nfree = 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* GIL hooks                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1148,7 +1064,6 @@ shell_destroy_later(void *arg)
     Py_BEGIN_ALLOW_THREADS
     ftpool_destroy(shell->pool);
     Py_END_ALLOW_THREADS
-    cache_fini(&shell->cache);
     PyMem_RawFree(shell);
     return 0;
 }
@@ -1184,13 +1099,11 @@ core_dealloc(ftp_core *core)
             Py_BEGIN_ALLOW_THREADS
             ftpool_destroy(shell->pool);
             Py_END_ALLOW_THREADS
-            cache_fini(&shell->cache);
-            PyMem_RawFree(shell);
+                    PyMem_RawFree(shell);
         }
     }
     else if (shell != NULL) {
-        cache_fini(&shell->cache);
-        PyMem_RawFree(shell);
+            PyMem_RawFree(shell);
     }
     core->pool = NULL;
     core->shell = NULL;
@@ -1748,7 +1661,6 @@ core_start_engine(ftp_core *core)
         return -1;
     }
     core->shell->core = core;
-    cache_init(&core->shell->cache);
     core->capsule = PyCapsule_New(core->shell, NULL, NULL);
     if (core->capsule == NULL) {
         return -1;
@@ -1761,7 +1673,6 @@ core_start_engine(ftp_core *core)
     opts.after_wait = hook_after_wait;
     opts.worker_end = hook_worker_end;
     opts.hook_arg = core->shell;
-    opts.allocator = &core->shell->cache.allocator;
     rc = ftpool_create(&opts, &core->shell->pool);
     if (rc != FTPOOL_OK) {
         core->shell->pool = NULL;

@@ -27,27 +27,6 @@ enum { FTP_KIND_JOB = 1, FTP_KIND_MAP = 2, FTP_KIND_TIMER = 3,
 
 typedef struct ftp_core ftp_core;
 
-/* The allocator the engine uses for this pool.  The engine recycles a few
- * thousand queue nodes itself; a burst of submissions queues tens of
- * thousands (one GIL switch interval's worth), and malloc/free for each
- * of them cost about a fifth of a tiny job.  Small blocks are therefore
- * recycled here too, up to FTP_BLOCKS_MAX (a few MB), behind a spin lock
- * (held for a few loads and stores; never with the GIL requested). */
-#define FTP_BLOCK_SIZE 64
-#define FTP_BLOCKS_MAX 65536
-
-typedef struct ftp_blockcache {
-    ftpool_allocator allocator;     /* what the engine is given */
-    atomic_flag lock;               /* guards free_blocks, nfree */
-    void *free_blocks;
-    size_t nfree;
-} ftp_blockcache;
-
-/* Every block starts with a header saying whether it is a small one; the
- * header keeps the 16-byte alignment malloc gives. */
-#define FTP_BLOCK_HEADER 16
-
-
 /* The part of a pool that must outlive its core object: the engine pool,
  * which idle workers sleep in.  Idle workers hold no reference to the core
  * (so that a dropped Pool, even one in a reference cycle, can be freed):
@@ -57,7 +36,6 @@ typedef struct ftp_shell {
     ftpool_t *pool;
     ftp_core *core;             /* guarded by the GIL */
     int dying;                  /* the core is being freed (GIL) */
-    ftp_blockcache cache;       /* the engine's allocator */
     /* GIL fairness (maybe_yield_gil), guarded by the GIL: whoever holds
      * it is the only worker running jobs. */
     unsigned jobs_since_check;
