@@ -103,7 +103,8 @@ asan-py:
 # files are left to asan-py.
 VALGRIND_PY_TESTS ?= $(addprefix tests/python/test_,reliability_leaks.py \
     reliability_timers.py reliability_fork.py submit.py results.py \
-    callbacks.py map.py gc.py faults.py bad_input.py binding_queue.py)
+    callbacks.py map.py gc.py faults.py bad_input.py binding_queue.py \
+    executor_asyncio.py)
 valgrind-py: ext
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \
 	    $(VALGRIND_PY_TESTS)

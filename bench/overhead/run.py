@@ -28,6 +28,7 @@ import subproc  # noqa: E402
 
 EXEC_N = 200_000        # executor submit+result figure
 ASYNCIO_N = 100_000     # asyncio run_in_executor figure
+ASYNCIO_SEQ_N = 20_000  # the same, one call awaited at a time
 
 
 def f(x):
@@ -125,8 +126,9 @@ def executor_map(executor_cls, n, workers):
     return elapsed, res
 
 
-def asyncio_default(executor_cls, n, workers):
-    """run_in_executor(None, ...) as asyncio.to_thread does it.
+def asyncio_default(executor_cls, n, workers, one_at_a_time=False):
+    """run_in_executor(None, ...) as asyncio.to_thread does it: all n calls
+    gathered, or awaited one at a time (then each call's latency counts).
 
     With executor_cls None, asyncio creates its standard default executor
     (concurrent.futures.ThreadPoolExecutor with its default max_workers).
@@ -141,7 +143,10 @@ def asyncio_default(executor_cls, n, workers):
             loop.set_default_executor(ex)
         run = loop.run_in_executor
         t0 = time.perf_counter()
-        res = await asyncio.gather(*[run(None, f, x) for x in range(n)])
+        if one_at_a_time:
+            res = [await run(None, f, x) for x in range(n)]
+        else:
+            res = await asyncio.gather(*[run(None, f, x) for x in range(n)])
         return time.perf_counter() - t0, res
 
     return asyncio.run(main())
@@ -188,7 +193,8 @@ def _tpe(mod):
 
 # name -> (implementation, description, function, kind of N)
 # implementation: "ours", "orig" (1.7.0 from build/orig) or "std".
-# kind of N: "n" (the main N), "exec" (EXEC_N), "asyncio" (ASYNCIO_N).
+# kind of N: "n" (the main N), "exec" (EXEC_N), "asyncio" (ASYNCIO_N),
+# "asyncio_seq" (ASYNCIO_SEQ_N).
 CASES = {
     "loop": ("std", "plain for loop calling f (floor)", case_loop, "n"),
     "ours-submit": ("ours", "Pool.submit + done", pool_submit, "n"),
@@ -235,6 +241,15 @@ CASES = {
     "asyncio-tpe": ("std", "run_in_executor, TPE(max_workers=2) as default",
                     lambda m, n, w: asyncio_default(_tpe(m), n, w),
                     "asyncio"),
+    "asyncio-ours-seq": ("ours", "await run_in_executor one call at a time, "
+                         "ours as default executor",
+                         lambda m, n, w: asyncio_default(_ours_executor(m),
+                                                         n, w, True),
+                         "asyncio_seq"),
+    "asyncio-std-seq": ("std", "await run_in_executor one call at a time, "
+                        "standard default executor",
+                        lambda m, n, w: asyncio_default(None, n, w, True),
+                        "asyncio_seq"),
 }
 
 # (numerator, denominator, goal, label)
@@ -247,6 +262,8 @@ GOALS = [
      "executor submit+result: ours / TPE (issue 6)"),
     ("asyncio-ours", "asyncio-std", 3.0,
      "run_in_executor: ours / standard default (issue 6)"),
+    ("asyncio-ours-seq", "asyncio-std-seq", None,
+     "run_in_executor one at a time: ours / standard default"),
 ]
 
 
@@ -281,7 +298,9 @@ def main(argv=None):
     n = subproc.main_n(args)
     sizes = {"n": n,
              "exec": min(n, EXEC_N) if args.n else EXEC_N,
-             "asyncio": min(n, ASYNCIO_N) if args.n else ASYNCIO_N}
+             "asyncio": min(n, ASYNCIO_N) if args.n else ASYNCIO_N,
+             "asyncio_seq": (min(n, ASYNCIO_SEQ_N) if args.n
+                             else ASYNCIO_SEQ_N)}
     names = subproc.selected(ap, args, CASES)
     # The issue-6 executor figure reuses the main measurements when the
     # sizes agree.

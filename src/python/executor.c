@@ -537,6 +537,24 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (fut == NULL) {
         return NULL;
     }
+    /* asyncio's run_in_executor() gets its asyncio future from us rather
+     * than chaining one to `fut` (aiolink.c). */
+    PyObject *afut = NULL;
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        PyObject *loop = ftp_aio_caller_loop(Py_TYPE(self));
+        if (loop != NULL) {
+            ftp_state *st = ftp_state_from_type(Py_TYPE(self));
+            afut = st != NULL ? ftp_aio_new_future(st, loop) : NULL;
+            if (afut != NULL) {
+                ftp_future_link_aio(fut, afut, loop);
+            }
+            Py_DECREF(loop);
+            if (afut == NULL) {
+                Py_DECREF(fut);
+                return NULL;
+            }
+        }
+    }
     /* The job owns one reference until it has run or been dropped. */
     Py_INCREF(fut);
     uint64_t id = 0;
@@ -554,12 +572,14 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
             PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
         }
         Py_DECREF(fut);
+        Py_XDECREF(afut);
         return NULL;
     }
     Py_CLEAR(core->spawn_error);
     if (rc < 0 && rc != FTPOOL_ESPAWN) {
         Py_DECREF(fut);
         Py_DECREF(fut);
+        Py_XDECREF(afut);
         if (rc == FTPOOL_ENOMEM) {
             return PyErr_NoMemory();
         }
@@ -567,6 +587,10 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         ? "cannot schedule new futures after shutdown"
                         : ftpool_strerror(rc));
         return NULL;
+    }
+    if (afut != NULL) {
+        Py_DECREF(fut);
+        return afut;
     }
     return fut;
 }

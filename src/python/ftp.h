@@ -85,6 +85,20 @@ typedef struct {
     PyObject *str_start;
     PyObject *str_join;
     PyObject *str_remove;
+    /* asyncio's run_in_executor() (aiolink.c): its code object and
+     * _convert_future_exc, looked up when first needed, the function the
+     * loop calls to complete an asyncio future, the method names used. */
+    PyObject *aio_code;
+    PyObject *aio_convert;
+    PyObject *aio_set_state;
+    PyObject *str_create_future;
+    PyObject *str_cancelled;
+    PyObject *str_done;
+    PyObject *str_cancel;
+    PyObject *str_set_result;
+    PyObject *str_set_exception;
+    PyObject *str_call_soon_threadsafe;
+    PyObject *str_is_closed;
 } ftp_state;
 
 static inline ftp_state *
@@ -108,6 +122,24 @@ PyObject *ftp_call_method(PyObject *o, const char *name,
 ftp_state *ftp_state_from_type(PyTypeObject *tp);
 
 extern PyModuleDef ftp_module_def;
+
+/* ------------------------------------------------------------------------ */
+/* asyncio's run_in_executor() on the executor (aiolink.c)                  */
+/* ------------------------------------------------------------------------ */
+
+int ftp_aio_init(PyObject *module, ftp_state *st);
+/* If the Python code calling submit() (on an executor of `executor_type`)
+ * is asyncio's BaseEventLoop.run_in_executor: its loop, a new reference.
+ * NULL otherwise, never with an exception set. */
+PyObject *ftp_aio_caller_loop(PyTypeObject *executor_type);
+/* loop.create_future(): a new reference, or NULL with an exception. */
+PyObject *ftp_aio_new_future(ftp_state *st, PyObject *loop);
+/* afut.cancelled(); errors are reported as unraisable and read as 0. */
+int ftp_aio_cancelled(ftp_state *st, PyObject *afut);
+/* The done Future `fut` completes its asyncio future `afut` on `loop`
+ * (both references stolen), from any thread.  Never fails. */
+void ftp_aio_complete(ftp_state *st, PyObject *fut, PyObject *afut,
+                      PyObject *loop);
 
 #define FTP_LOGGER_NAME "fastthreadpool"
 #define FTP_DEFAULT_LOGGING_FORMAT \

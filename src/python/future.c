@@ -57,6 +57,10 @@ typedef struct {
     PyObject *callbacks;        /* list of the next ones */
     PyObject *condition;        /* fcond_object, made on demand */
     PyObject *waiters;          /* list of concurrent.futures waiters */
+    /* run_in_executor(): the asyncio future to complete and its loop
+     * (aiolink.c); set only on futures nobody else sees. */
+    PyObject *aio_future;
+    PyObject *aio_loop;
     ftp_waiter *cwaiters;       /* threads in result()/exception() */
     int state;
     /* Untracked by the cyclic GC (see "GC tracking" below). */
@@ -140,6 +144,7 @@ future_released(PyObject *self, fut_data *d)
     if (may_hold_cycle(d->result) || d->exception != NULL
         || d->callback != NULL || d->callbacks != NULL
         || d->condition != NULL || d->waiters != NULL
+        || d->aio_future != NULL || d->aio_loop != NULL
         || d->fn != NULL || d->args != NULL || d->kwargs != NULL) {
         gc_pin(self, d);
     }
@@ -562,10 +567,30 @@ call_callback(PyObject *self, PyObject *cb)
     }
 }
 
+/* Completes the linked asyncio future, if any, and drops the link. */
+static void
+complete_aio(PyObject *self, fut_data *d)
+{
+    PyObject *afut = d->aio_future, *loop = d->aio_loop;
+    if (afut == NULL && loop == NULL) {
+        return;
+    }
+    d->aio_future = d->aio_loop = NULL;
+    ftp_state *st = ftp_state_from_type(Py_TYPE(self));
+    if (afut == NULL || loop == NULL || st == NULL) {
+        PyErr_Clear();
+        Py_XDECREF(afut);
+        Py_XDECREF(loop);
+        return;
+    }
+    ftp_aio_complete(st, self, afut, loop);
+}
+
 /* Runs the done callbacks in the order they were added, then drops them. */
 static void
 invoke_callbacks(PyObject *self, fut_data *d)
 {
+    complete_aio(self, d);
     PyObject *cb = d->callback, *cbs = d->callbacks;
     d->callback = NULL;
     d->callbacks = NULL;
@@ -846,6 +871,16 @@ void
 ftp_future_run(PyObject *self)
 {
     fut_data *d = FD(self);
+    if (d->aio_future != NULL) {
+        /* What asyncio's chain does when its future is cancelled. */
+        ftp_state *st = ftp_state_from_type(Py_TYPE(self));
+        if (st == NULL) {
+            PyErr_Clear();
+        }
+        else if (ftp_aio_cancelled(st, d->aio_future)) {
+            cancel(self, d);
+        }
+    }
     if (set_running_or_notify(self, d) != 1) {
         /* Cancelled meanwhile (or completed by hand): nothing to run. */
         drop_call(d);
@@ -873,6 +908,33 @@ ftp_future_run(PyObject *self)
         finish(self, NULL, ftp_err_fetch());
     }
     future_released(self, d);
+}
+
+void
+ftp_future_link_aio(PyObject *self, PyObject *afut, PyObject *loop)
+{
+    fut_data *d = FD(self);
+    Py_XSETREF(d->aio_future, Py_NewRef(afut));
+    Py_XSETREF(d->aio_loop, Py_NewRef(loop));
+}
+
+int
+ftp_future_outcome(PyObject *self, PyObject **value)
+{
+    fut_data *d = FD(self);
+    *value = NULL;
+    if (is_cancelled(d->state)) {
+        return FTP_OUTCOME_CANCELLED;
+    }
+    if (d->state != ST_FINISHED) {
+        return FTP_OUTCOME_PENDING;
+    }
+    if (d->exception != NULL) {
+        *value = Py_NewRef(d->exception);
+        return FTP_OUTCOME_EXCEPTION;
+    }
+    *value = Py_NewRef(d->result ? d->result : Py_None);
+    return FTP_OUTCOME_RESULT;
 }
 
 void
@@ -1304,6 +1366,8 @@ ftp_future_create_type(PyObject *module)
         M("_ftp_callbacks", callbacks),
         M("_ftp_condition", condition),
         M("_ftp_waiters", waiters),
+        M("_ftp_aio_future", aio_future),
+        M("_ftp_aio_loop", aio_loop),
 #undef M
         {NULL}
     };

@@ -24,6 +24,21 @@ PyObject *ftp_future_new_call(PyTypeObject *type, PyObject *fn,
  * callbacks are logged as the standard library does.  GIL held. */
 void ftp_future_run(PyObject *fut);
 
+/* Links a pending future to the asyncio future `afut` of `loop`, which it
+ * completes when it is done, and which, cancelled, cancels it before it
+ * runs (aiolink.c).  Only for futures that nobody else sees. */
+void ftp_future_link_aio(PyObject *fut, PyObject *afut, PyObject *loop);
+
+/* The outcome of a future: *value is a new reference to the result or the
+ * exception, NULL otherwise. */
+enum {
+    FTP_OUTCOME_PENDING,
+    FTP_OUTCOME_RESULT,
+    FTP_OUTCOME_EXCEPTION,
+    FTP_OUTCOME_CANCELLED
+};
+int ftp_future_outcome(PyObject *fut, PyObject **value);
+
 /* Completes a pending future with `exc` (not run) if it is not done yet.
  * Used when the executor is broken.  GIL held. */
 void ftp_future_fail(PyObject *fut, PyObject *exc);

@@ -172,7 +172,8 @@ module_exec(PyObject *module)
             || st->str_join == NULL || st->str_remove == NULL) {
         return -1;
     }
-    if (ftp_semaphore_init_type(module, st) < 0
+    if (ftp_aio_init(module, st) < 0
+            || ftp_semaphore_init_type(module, st) < 0
             || ftp_rq_init_type(module, st) < 0
             || ftp_timer_init_type(module, st) < 0
             || ftp_pool_init_types(module, st) < 0) {
@@ -200,6 +201,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->format_exception);
     Py_VISIT(st->weakset);
     Py_VISIT(st->logger);
+    Py_VISIT(st->aio_code);
+    Py_VISIT(st->aio_convert);
+    Py_VISIT(st->aio_set_state);
     return 0;
 }
 
@@ -226,6 +230,17 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_start);
     Py_CLEAR(st->str_join);
     Py_CLEAR(st->str_remove);
+    Py_CLEAR(st->aio_code);
+    Py_CLEAR(st->aio_convert);
+    Py_CLEAR(st->aio_set_state);
+    Py_CLEAR(st->str_create_future);
+    Py_CLEAR(st->str_cancelled);
+    Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str_cancel);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_call_soon_threadsafe);
+    Py_CLEAR(st->str_is_closed);
     return 0;
 }
 
