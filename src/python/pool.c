@@ -335,8 +335,10 @@ pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     core->children = PyList_New(0);
+    core->ended = PyList_New(0);
     core->timers = PyDict_New();
-    if (core->children == NULL || core->timers == NULL) {
+    if (core->children == NULL || core->ended == NULL
+        || core->timers == NULL) {
         goto error;
     }
     cnt = ftp_semaphore_new(st, 0);

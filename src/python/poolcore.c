@@ -655,6 +655,26 @@ hook_worker_end(void *arg)
             }
         }
     }
+    if (me != NULL && core->ended != NULL) {
+        /* The thread still runs Python for a moment: keep it for the joins
+         * of shutdown(), and forget the ones that are over. */
+        PyObject *seen = PySequence_Tuple(core->ended);
+        /* is_alive() runs Python code, during which other workers may
+         * change the list: work on a copy, remove by identity. */
+        for (Py_ssize_t i = 0; seen && i < PyTuple_GET_SIZE(seen); i++) {
+            PyObject *t = PyTuple_GET_ITEM(seen, i);
+            PyObject *alive = ftp_call_method(t, "is_alive", NULL, 0);
+            Py_ssize_t at = alive == Py_False
+                ? PySequence_Index(core->ended, t) : -1;
+            if (at >= 0) {
+                PySequence_DelItem(core->ended, at);
+            }
+            Py_XDECREF(alive);
+            PyErr_Clear();
+        }
+        Py_XDECREF(seen);
+        PyList_Append(core->ended, me);
+    }
     Py_XDECREF(me);
     PyErr_Clear();
     PyErr_Restore(exc_t, exc_v, exc_tb);
@@ -1033,6 +1053,7 @@ core_traverse(ftp_core *core, visitproc visit, void *arg)
     Py_VISIT(core->done);
     Py_VISIT(core->failed);
     Py_VISIT(core->children);
+    Py_VISIT(core->ended);
     Py_VISIT(core->cbthread[0]);
     Py_VISIT(core->cbthread[1]);
     Py_VISIT(core->timers);
@@ -1048,6 +1069,7 @@ core_clear(ftp_core *core)
     Py_CLEAR(core->init_callback);
     Py_CLEAR(core->finish_callback);
     Py_CLEAR(core->children);
+    Py_CLEAR(core->ended);
     Py_CLEAR(core->cbthread[0]);
     Py_CLEAR(core->cbthread[1]);
     Py_CLEAR(core->timers);
@@ -1600,12 +1622,14 @@ core_shutdown(ftp_core *core, int64_t deadline, int soon)
     }
     /* The engine is done with the threads; wait for them to end too, so
      * that finish_callback has run and `children` is up to date. */
-    threads = PySequence_Tuple(core->children);
-    if (threads == NULL) {
+    threads = PySequence_List(core->children);
+    if (threads == NULL || PyList_SetSlice(threads, PY_SSIZE_T_MAX,
+                                           PY_SSIZE_T_MAX, core->ended) < 0) {
+        Py_XDECREF(threads);
         return -1;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(threads); i++) {
-        rc = join_thread(core, PyTuple_GET_ITEM(threads, i), deadline);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(threads); i++) {
+        rc = join_thread(core, PyList_GET_ITEM(threads, i), deadline);
         if (rc <= 0) {
             Py_DECREF(threads);
             return rc;

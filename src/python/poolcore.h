@@ -132,6 +132,9 @@ struct ftp_core {
     ftp_rqobject *failed;
     /* Workers: the threading.Thread objects alive (guarded by the GIL). */
     PyObject *children;
+    /* Workers that left `children` and whose threads may still be ending:
+     * shutdown() joins them too (guarded by the GIL). */
+    PyObject *ended;
     unsigned long long next_tnum;
     /* Callback threads and their contexts, [0] done, [1] failed (guarded
      * by the GIL). */

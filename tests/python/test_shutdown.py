@@ -40,6 +40,18 @@ def test_workers_exit_after_shutdown(make_pool):
     assert all(not t.is_alive() for t in children)
 
 
+def test_shutdown_returns_after_every_worker_thread_ended(make_pool):
+    # A worker leaves `children` before its thread ends: shutdown() must
+    # still wait for that thread, whichever of the two it sees.
+    for _ in range(30):
+        pool = make_pool(3)
+        for i in range(6):
+            pool.submit(abs, i)
+        children = pool.children
+        assert pool.shutdown(3) is True
+        assert [t for t in children if t.is_alive()] == []
+
+
 def test_join_waits_for_jobs_submitted_by_running_jobs(make_pool):
     pool = make_pool(2)
 
