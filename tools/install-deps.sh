@@ -1,13 +1,16 @@
 #!/bin/sh
-# Installs what the tests (default), the full checks (--check: valgrind) or
-# the benchmarks (--bench) need on a fresh Debian machine.  Safe to run
-# again: it only installs what is missing.
+# Installs what the tests (default), the full checks (--check: valgrind),
+# the benchmarks (--bench) or the Windows build (--win: the MinGW-w64 cross
+# compiler and Wine, for make test-win) need on a fresh Debian machine.  Safe
+# to run again: it only installs what is missing.
 set -e
 PYTHON=${PYTHON:-python3}
 want_bench=0
 want_check=0
+want_win=0
 [ "${1:-}" = "--bench" ] && want_bench=1
 [ "${1:-}" = "--check" ] && want_check=1
+[ "${1:-}" = "--win" ] && want_win=1
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
@@ -16,6 +19,10 @@ apt_pkgs=""
 need_pkg() { dpkg -s "$1" >/dev/null 2>&1 || apt_pkgs="$apt_pkgs $1"; }
 if command -v dpkg >/dev/null 2>&1; then
     if [ $want_check = 1 ]; then need_pkg valgrind; fi
+    if [ $want_win = 1 ]; then
+        need_pkg gcc-mingw-w64-x86-64
+        need_pkg wine
+    fi
     if [ $want_bench = 1 ]; then
         need_pkg libglib2.0-dev
         need_pkg libuv1-dev

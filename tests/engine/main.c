@@ -3,9 +3,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#if !defined(_WIN32)
-#  include <unistd.h>
-#endif
 
 #include "harness.h"
 
@@ -154,6 +151,76 @@ job_count(void *arg)
     atomic_fetch_add((atomic_int *)arg, 1);
 }
 
+/* A hung test ends the run with its name instead of blocking it: a thread
+ * that waits for the running test's deadline.  Built on the platform layer,
+ * it works wherever the engine does. */
+static struct {
+    ftpool__mutex lock;         /* protects the fields below */
+    ftpool__cond cond;          /* signalled on a new deadline and on stop */
+    const char *test;           /* the running test, NULL for none */
+    int64_t deadline;           /* of the running test */
+    int stop;
+    harness_thread thread;
+} watchdog;
+
+static void
+watchdog_main(void *arg)
+{
+    (void)arg;
+    ftpool__mutex_lock(&watchdog.lock);
+    while (!watchdog.stop) {
+        if (watchdog.test == NULL) {
+            /* Woken by watchdog_arm() or watchdog_stop(). */
+            ftpool__cond_wait(&watchdog.cond, &watchdog.lock);
+        }
+        else if (ftpool__now_ns() >= watchdog.deadline) {
+            fflush(stdout);
+            fprintf(stderr, "%s: still running after its time limit, "
+                    "stopping\n", watchdog.test);
+            _Exit(2);
+        }
+        else {
+            /* Woken by a new deadline, by stop or at the deadline. */
+            ftpool__cond_timedwait(&watchdog.cond, &watchdog.lock,
+                                   watchdog.deadline);
+        }
+    }
+    ftpool__mutex_unlock(&watchdog.lock);
+}
+
+static void
+watchdog_start(void)
+{
+    if (ftpool__mutex_init(&watchdog.lock) != 0
+            || ftpool__cond_init(&watchdog.cond) != 0) {
+        fprintf(stderr, "cannot create the watchdog\n");
+        exit(2);
+    }
+    thread_start(&watchdog.thread, watchdog_main, NULL);
+}
+
+static void
+watchdog_arm(const char *test, int64_t limit_ns)
+{
+    ftpool__mutex_lock(&watchdog.lock);
+    watchdog.test = test;
+    watchdog.deadline = ftpool__now_ns() + limit_ns;
+    ftpool__cond_signal(&watchdog.cond);
+    ftpool__mutex_unlock(&watchdog.lock);
+}
+
+static void
+watchdog_stop(void)
+{
+    ftpool__mutex_lock(&watchdog.lock);
+    watchdog.stop = 1;
+    ftpool__cond_signal(&watchdog.cond);
+    ftpool__mutex_unlock(&watchdog.lock);
+    thread_join(&watchdog.thread);
+    ftpool__cond_destroy(&watchdog.cond);
+    ftpool__mutex_destroy(&watchdog.lock);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -169,7 +236,11 @@ main(int argc, char **argv)
     int passed = 0, failed = 0;
     size_t i;
 
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Each line out as soon as written, in order with the failures on
+     * stderr.  Unbuffered rather than line-buffered: Windows has no line
+     * buffering (it buffers fully) and rejects the size 0. */
+    setvbuf(stdout, NULL, _IONBF, 0);
+    watchdog_start();
     for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         int64_t t0;
         int attempt;
@@ -177,10 +248,8 @@ main(int argc, char **argv)
         if (filter != NULL && strstr(tests[i].name, filter) == NULL) {
             continue;
         }
-#if !defined(_WIN32)
-        /* A hung test kills the run (SIGALRM) instead of blocking it. */
-        alarm(harness_quick() ? 600 : 120);
-#endif
+        watchdog_arm(tests[i].name,
+                     (harness_quick() ? 600 : 120) * 1000 * MS);
         harness_failures = 0;
         t0 = ftpool__now_ns();
         for (attempt = 1; attempt <= 3; attempt++) {
@@ -206,9 +275,7 @@ main(int argc, char **argv)
                    harness_failures);
         }
     }
-#if !defined(_WIN32)
-    alarm(0);
-#endif
+    watchdog_stop();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
