@@ -67,7 +67,8 @@ def test_accounting_with_cancel_clear_and_submit_first(make_pool,
             if not issued:
                 time.sleep(0.0005)
                 continue
-            jid, i = issued[rnd.randrange(max(1, len(issued) - 50),
+            # One of the last 50 recorded submissions.
+            jid, i = issued[rnd.randrange(max(0, len(issued) - 50),
                                           len(issued))]
             if pool.cancel(jid):
                 cancelled[i] += 1
