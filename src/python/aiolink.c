@@ -43,10 +43,18 @@ resolve(ftp_state *st)
     }
     cls = ftp_getattr(mod, "BaseEventLoop");
     fn = cls ? ftp_getattr(cls, "run_in_executor") : NULL;
-    if (fn != NULL && PyFunction_Check(fn)) {
-        st->aio_code = Py_NewRef(PyFunction_GET_CODE(fn));
-        res = 0;
-    }
+    /* The shortcut is right only for a method that hands submit()'s
+     * result to wrap_future(), as every asyncio since 3.7 does; any other
+     * (a patched method, a future rewrite) is never recognised: None. */
+    PyObject *code = fn && PyFunction_Check(fn) ? PyFunction_GET_CODE(fn)
+                                                : NULL;
+    PyObject *names = code ? ftp_getattr(code, "co_names") : NULL;
+    PyObject *wrap = PyUnicode_FromString("wrap_future");
+    int wraps = names && wrap ? PySequence_Contains(names, wrap) : 0;
+    Py_XDECREF(names);
+    Py_XDECREF(wrap);
+    st->aio_code = Py_NewRef(wraps == 1 ? code : Py_None);
+    res = 0;
     Py_CLEAR(mod);
     Py_SETREF(name, PyUnicode_FromString("asyncio.futures"));
     mod = name ? PyImport_GetModule(name) : NULL;

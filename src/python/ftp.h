@@ -85,7 +85,8 @@ typedef struct {
     PyObject *str_start;
     PyObject *str_join;
     PyObject *str_remove;
-    /* asyncio's run_in_executor() (aiolink.c): its code object and
+    /* asyncio's run_in_executor() (aiolink.c): its code object (None if
+     * it is not the method the shortcut expects) and
      * _convert_future_exc, looked up when first needed, the function the
      * loop calls to complete an asyncio future, the method names used. */
     PyObject *aio_code;

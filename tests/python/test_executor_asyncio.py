@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from conftest import Gate, wait_until
+from conftest import Gate, run_script, wait_until
 
 import fastthreadpool
 
@@ -328,3 +328,38 @@ def test_many_loops_in_threads(kind):
     ex.shutdown(wait=True)
     assert {n: r for n, r in results.items()} == {
         n: [n ** i for i in range(100)] for n in (2, 3, 5)}
+
+
+def test_a_run_in_executor_that_does_not_wrap_gets_concurrent_futures():
+    """The shortcut is for a run_in_executor() that passes submit()'s result
+    to wrap_future(); a replacement that does not is never recognised."""
+    proc, _ = run_script("""
+        import asyncio, concurrent.futures as cf
+        import fastthreadpool
+
+        wrap = getattr(asyncio, "wrap_" + "future")   # not a code name
+        got = []
+
+        def run_in_executor(self, executor, func, *args):
+            fut = executor.submit(func, *args)
+            got.append(fut)
+            return wrap(fut, loop=self)
+
+        asyncio.BaseEventLoop.run_in_executor = run_in_executor
+
+        async def main():
+            ex = fastthreadpool.ThreadPoolExecutor(max_workers=2)
+            loop = asyncio.get_running_loop()
+            r = await asyncio.gather(
+                *[loop.run_in_executor(ex, abs, -i) for i in range(20)])
+            ex.shutdown()
+            return r
+
+        assert asyncio.run(main()) == list(range(20))
+        assert len(got) == 20
+        assert all(type(f) is fastthreadpool._fastthreadpool.Future
+                   for f in got), got[0]
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
