@@ -21,7 +21,9 @@
 # pymalloc arena.  Knobs: PYTHON, CC, BUILD, FTPOOL_TEST_DEADLINE (per-test
 # deadline, raised here because everything runs several times slower),
 # FTPOOL_STRESS_N (the job count of test_stress.py, 50,000 under ASan),
-# FTPOOL_LEAK_CYCLES (test_reliability_leaks.py, 16 under memcheck).
+# FTPOOL_LEAK_CYCLES (test_reliability_leaks.py, 16 under memcheck),
+# FTPOOL_TIMER_SPREAD (the timer delays of test_reliability_timers.py, 2 s
+# under memcheck, where arming the timers takes longer than 30 ms).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -92,6 +94,7 @@ valgrind)
     env PYTHONMALLOC=malloc \
         FTPOOL_TEST_DEADLINE="${FTPOOL_TEST_DEADLINE:-300}" \
         FTPOOL_LEAK_CYCLES="${FTPOOL_LEAK_CYCLES:-16}" \
+        FTPOOL_TIMER_SPREAD="${FTPOOL_TIMER_SPREAD:-2}" \
         valgrind --tool=memcheck --trace-children=no \
             --leak-check=full --show-leak-kinds=definite \
             --errors-for-leak-kinds=none --num-callers=40 --fullpath-after= \
