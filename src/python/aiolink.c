@@ -122,22 +122,10 @@ done:
     return loop;
 }
 
-/* o.name(*args) with an interned name from the module state. */
-static PyObject *
-call(PyObject *o, PyObject *name, PyObject *const *args, size_t nargs)
-{
-    PyObject *stack[4] = {o};
-    for (size_t i = 0; i < nargs && i < 3; i++) {
-        stack[i + 1] = args[i];
-    }
-    return PyObject_VectorcallMethod(
-        name, stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
 static int
 call_bool(PyObject *o, PyObject *name)
 {
-    PyObject *r = call(o, name, NULL, 0);
+    PyObject *r = ftp_call_method_obj(o, name, NULL, 0);
     if (r == NULL) {
         return -1;
     }
@@ -169,7 +157,7 @@ ftp_aio_complete(ftp_state *st, PyObject *fut, PyObject *afut,
     }
     PyErr_Clear();
     PyObject *args[] = {st->aio_set_state, afut, fut};
-    r = call(loop, st->str_call_soon_threadsafe, args, 3);
+    r = ftp_call_method_obj(loop, st->str_call_soon_threadsafe, args, 3);
     if (r == NULL) {
         PyObject *exc = ftp_err_fetch();
         if (call_bool(loop, st->str_is_closed) != 1) {
@@ -205,18 +193,18 @@ set_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     switch (ftp_future_outcome(fut, &value)) {
     case FTP_OUTCOME_RESULT:
-        r = call(afut, st->str_set_result, &value, 1);
+        r = ftp_call_method_obj(afut, st->str_set_result, &value, 1);
         break;
     case FTP_OUTCOME_EXCEPTION:
         if (st->aio_convert != NULL) {
             Py_SETREF(value, PyObject_CallOneArg(st->aio_convert, value));
         }
         if (value != NULL) {
-            r = call(afut, st->str_set_exception, &value, 1);
+            r = ftp_call_method_obj(afut, st->str_set_exception, &value, 1);
         }
         break;
     case FTP_OUTCOME_CANCELLED:
-        r = call(afut, st->str_cancel, NULL, 0);
+        r = ftp_call_method_obj(afut, st->str_cancel, NULL, 0);
         break;
     default:
         PyErr_SetString(PyExc_RuntimeError, "the future is not done");
@@ -238,7 +226,7 @@ static PyMethodDef set_state_def = {
 PyObject *
 ftp_aio_new_future(ftp_state *st, PyObject *loop)
 {
-    return call(loop, st->str_create_future, NULL, 0);
+    return ftp_call_method_obj(loop, st->str_create_future, NULL, 0);
 }
 
 int

@@ -114,10 +114,13 @@ ftp_get_state(PyObject *module)
  * PyObject_GetAttrString() or PyObject_CallMethod() make for every call
  * stays alive there until that slot is reused, and memory seems to grow
  * with every executor or pool made.  These use the interned name: one
- * object, one slot.  ftp_call_method() passes nargs (at most 3) args. */
+ * object, one slot.  ftp_call_method() passes nargs (at most 3) args;
+ * ftp_call_method_obj() is the same with a name already interned. */
 PyObject *ftp_getattr(PyObject *o, const char *name);
 PyObject *ftp_call_method(PyObject *o, const char *name,
                           PyObject *const *args, size_t nargs);
+PyObject *ftp_call_method_obj(PyObject *o, PyObject *name,
+                              PyObject *const *args, size_t nargs);
 
 /* The module state of a heap type defined by this module (or a subclass). */
 ftp_state *ftp_state_from_type(PyTypeObject *tp);

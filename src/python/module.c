@@ -23,24 +23,32 @@ ftp_getattr(PyObject *o, const char *name)
 }
 
 PyObject *
-ftp_call_method(PyObject *o, const char *name, PyObject *const *args,
-                size_t nargs)
+ftp_call_method_obj(PyObject *o, PyObject *name, PyObject *const *args,
+                    size_t nargs)
 {
-    PyObject *stack[4], *n, *r;
+    PyObject *stack[4];
 
     if (nargs > 3) {
         PyErr_SetString(PyExc_SystemError, "ftp_call_method: too many args");
-        return NULL;
-    }
-    n = PyUnicode_InternFromString(name);
-    if (n == NULL) {
         return NULL;
     }
     stack[0] = o;
     for (size_t i = 0; i < nargs; i++) {
         stack[i + 1] = args[i];
     }
-    r = PyObject_VectorcallMethod(n, stack, nargs + 1, NULL);
+    return PyObject_VectorcallMethod(name, stack, nargs + 1, NULL);
+}
+
+PyObject *
+ftp_call_method(PyObject *o, const char *name, PyObject *const *args,
+                size_t nargs)
+{
+    PyObject *n = PyUnicode_InternFromString(name), *r;
+
+    if (n == NULL) {
+        return NULL;
+    }
+    r = ftp_call_method_obj(o, n, args, nargs);
     Py_DECREF(n);
     return r;
 }
