@@ -88,8 +88,11 @@ frame_self(PyFrameObject *frame)
 #endif
 }
 
-PyObject *
-ftp_aio_caller_loop(PyTypeObject *executor_type)
+/* If the Python code calling submit() is asyncio's run_in_executor: its
+ * loop, a new reference, and the module state in *stp.  NULL otherwise,
+ * never with an exception set. */
+static PyObject *
+caller_loop(PyTypeObject *executor_type, ftp_state **stp)
 {
     PyFrameObject *frame = PyEval_GetFrame();
     if (frame == NULL) {
@@ -116,10 +119,29 @@ ftp_aio_caller_loop(PyTypeObject *executor_type)
         if (loop == NULL) {
             PyErr_Clear();
         }
+        *stp = st;
     }
 done:
     Py_DECREF(code);
     return loop;
+}
+
+int
+ftp_aio_link_caller(PyTypeObject *executor_type, PyObject *fut,
+                    PyObject **afut)
+{
+    ftp_state *st = NULL;
+    PyObject *loop = caller_loop(executor_type, &st);
+    *afut = NULL;
+    if (loop == NULL) {
+        return 0;
+    }
+    *afut = ftp_call_method_obj(loop, st->str_create_future, NULL, 0);
+    if (*afut != NULL) {
+        ftp_future_link_aio(fut, *afut, loop);
+    }
+    Py_DECREF(loop);
+    return *afut != NULL ? 1 : -1;
 }
 
 static int
@@ -222,12 +244,6 @@ static PyMethodDef set_state_def = {
     "_aio_set_state", (PyCFunction)(void (*)(void))set_state, METH_FASTCALL,
     "Copies a finished Future's outcome into an asyncio future."
 };
-
-PyObject *
-ftp_aio_new_future(ftp_state *st, PyObject *loop)
-{
-    return ftp_call_method_obj(loop, st->str_create_future, NULL, 0);
-}
 
 int
 ftp_aio_init(PyObject *module, ftp_state *st)

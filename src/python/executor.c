@@ -540,20 +540,10 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     /* asyncio's run_in_executor() gets its asyncio future from us rather
      * than chaining one to `fut` (aiolink.c). */
     PyObject *afut = NULL;
-    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
-        PyObject *loop = ftp_aio_caller_loop(Py_TYPE(self));
-        if (loop != NULL) {
-            ftp_state *st = ftp_state_from_type(Py_TYPE(self));
-            afut = st != NULL ? ftp_aio_new_future(st, loop) : NULL;
-            if (afut != NULL) {
-                ftp_future_link_aio(fut, afut, loop);
-            }
-            Py_DECREF(loop);
-            if (afut == NULL) {
-                Py_DECREF(fut);
-                return NULL;
-            }
-        }
+    if ((kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)
+        && ftp_aio_link_caller(Py_TYPE(self), fut, &afut) < 0) {
+        Py_DECREF(fut);
+        return NULL;
     }
     /* The job owns one reference until it has run or been dropped. */
     Py_INCREF(fut);

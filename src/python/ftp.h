@@ -133,11 +133,12 @@ extern PyModuleDef ftp_module_def;
 
 int ftp_aio_init(PyObject *module, ftp_state *st);
 /* If the Python code calling submit() (on an executor of `executor_type`)
- * is asyncio's BaseEventLoop.run_in_executor: its loop, a new reference.
- * NULL otherwise, never with an exception set. */
-PyObject *ftp_aio_caller_loop(PyTypeObject *executor_type);
-/* loop.create_future(): a new reference, or NULL with an exception. */
-PyObject *ftp_aio_new_future(ftp_state *st, PyObject *loop);
+ * is asyncio's BaseEventLoop.run_in_executor: makes its loop's asyncio
+ * future, links the pending Future `fut` to it and returns 1 with a new
+ * reference in *afut.  0 (*afut NULL) for any other caller; -1 with an
+ * exception set if the loop could not make a future. */
+int ftp_aio_link_caller(PyTypeObject *executor_type, PyObject *fut,
+                        PyObject **afut);
 /* afut.cancelled(); errors are reported as unraisable and read as 0. */
 int ftp_aio_cancelled(ftp_state *st, PyObject *afut);
 /* The done Future `fut` completes its asyncio future `afut` on `loop`
