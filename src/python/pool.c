@@ -1066,22 +1066,8 @@ pool_cleanup_children(ftp_poolobject *self, PyObject *unused)
 {
     ftp_core *core = pool_core(self);
 
-    if (core == NULL) {
+    if (core == NULL || forget_ended_threads(core->children) < 0) {
         return NULL;
-    }
-    for (Py_ssize_t i = PyList_GET_SIZE(core->children) - 1; i >= 0; i--) {
-        PyObject *t = PyList_GET_ITEM(core->children, i);
-        PyObject *r = ftp_call_method(t, "is_alive", NULL, 0);
-        int alive;
-        if (r == NULL) {
-            return NULL;
-        }
-        alive = PyObject_IsTrue(r);
-        Py_DECREF(r);
-        if (alive == 0 && i < PyList_GET_SIZE(core->children)
-                && PySequence_DelItem(core->children, i) < 0) {
-            return NULL;
-        }
     }
     Py_RETURN_NONE;
 }

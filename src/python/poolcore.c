@@ -193,6 +193,37 @@ time_left(int64_t deadline)
     return left > 0 ? left : 0;
 }
 
+int
+forget_ended_threads(PyObject *threads)
+{
+    PyObject *seen = PySequence_Tuple(threads);
+
+    if (seen == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seen); i++) {
+        PyObject *t = PyTuple_GET_ITEM(seen, i);
+        PyObject *r = ftp_call_method(t, "is_alive", NULL, 0);
+        int alive = r != NULL ? PyObject_IsTrue(r) : -1;
+        Py_XDECREF(r);
+        if (alive < 0) {
+            Py_DECREF(seen);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; !alive && j < PyList_GET_SIZE(threads); j++) {
+            if (PyList_GET_ITEM(threads, j) == t) {
+                if (PySequence_DelItem(threads, j) < 0) {
+                    Py_DECREF(seen);
+                    return -1;
+                }
+                break;
+            }
+        }
+    }
+    Py_DECREF(seen);
+    return 0;
+}
+
 /* Runs an engine wait (join or wait_idle) with the GIL released, in slices
  * so that signal handlers run.  1: done, 0: timed out, -1: exception,
  * -2: called from one of the pool's own workers. */
@@ -658,21 +689,9 @@ hook_worker_end(void *arg)
     if (me != NULL && core->ended != NULL) {
         /* The thread still runs Python for a moment: keep it for the joins
          * of shutdown(), and forget the ones that are over. */
-        PyObject *seen = PySequence_Tuple(core->ended);
-        /* is_alive() runs Python code, during which other workers may
-         * change the list: work on a copy, remove by identity. */
-        for (Py_ssize_t i = 0; seen && i < PyTuple_GET_SIZE(seen); i++) {
-            PyObject *t = PyTuple_GET_ITEM(seen, i);
-            PyObject *alive = ftp_call_method(t, "is_alive", NULL, 0);
-            Py_ssize_t at = alive == Py_False
-                ? PySequence_Index(core->ended, t) : -1;
-            if (at >= 0) {
-                PySequence_DelItem(core->ended, at);
-            }
-            Py_XDECREF(alive);
+        if (forget_ended_threads(core->ended) < 0) {
             PyErr_Clear();
         }
-        Py_XDECREF(seen);
         PyList_Append(core->ended, me);
     }
     Py_XDECREF(me);

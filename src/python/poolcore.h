@@ -201,6 +201,10 @@ int64_t time_left(int64_t deadline);
 int is_generator_function(ftp_state *st, PyObject *fn);
 /* Sets the exception for an engine error code; returns -1. */
 int raise_engine_error(ftp_core *core, int rc);
+/* Removes the threading.Thread objects that have ended from the list
+ * `threads`.  is_alive() runs Python code, during which other threads may
+ * change the list: works on a copy and removes by identity.  0 or -1. */
+int forget_ended_threads(PyObject *threads);
 
 /* ---- poolcore.c: the core ----------------------------------------------- */
 
