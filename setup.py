@@ -14,9 +14,11 @@ extra_compile_args = []
 extra_link_args = []
 define_macros = []
 if sys.platform != "win32":
+    # -fvisibility=hidden: the extension exports its module init only
+    # (PyMODINIT_FUNC), not the binding's and the engine's own names.
     extra_compile_args += ["-std=c11", "-Wall", "-Wextra",
                            "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-                           "-Wno-cast-function-type"]
+                           "-Wno-cast-function-type", "-fvisibility=hidden"]
     define_macros += [("_POSIX_C_SOURCE", "200809L")]
     extra_link_args += ["-lpthread"]
 # FTPOOL_SANITIZE=address,undefined builds an instrumented extension.

@@ -23,52 +23,61 @@
  * Any other caller (a loop that overrides run_in_executor, a submit()
  * override, uvloop's compiled loop, plain code) gets a Future as before.
  */
-#include "ftp.h"
-#include "future.h"
+#include "executor.h"
 
+/* Looks up run_in_executor's code object and _convert_future_exc once.
+ * Looking up runs Python code, so two threads may both do it: the first
+ * to finish publishes its result.  0, or -1 if asyncio is not loaded (the
+ * caller cannot be its method then). */
 static int
 resolve(ftp_state *st)
 {
-    PyObject *name = NULL, *mod = NULL, *cls = NULL, *fn = NULL;
-    int res = -1;
+    PyObject *name, *mod, *fn, *code = NULL, *convert = NULL, *names, *wrap;
+    int wraps = 0;
 
+    /* Only if asyncio is loaded: never imported from here. */
     name = PyUnicode_FromString("asyncio.base_events");
-    if (name == NULL) {
+    mod = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    fn = mod ? ftp_getattr(mod, "BaseEventLoop") : NULL;
+    Py_XDECREF(mod);
+    if (fn == NULL) {
+        PyErr_Clear();
         return -1;
     }
-    mod = PyImport_GetModule(name);
-    if (mod == NULL) {
-        /* asyncio is not loaded: the caller cannot be its method. */
-        goto done;
-    }
-    cls = ftp_getattr(mod, "BaseEventLoop");
-    fn = cls ? ftp_getattr(cls, "run_in_executor") : NULL;
+    Py_SETREF(fn, ftp_getattr(fn, "run_in_executor"));
     /* The shortcut is right only for a method that hands submit()'s
      * result to wrap_future(), as every asyncio since 3.7 does; any other
      * (a patched method, a future rewrite) is never recognised: None. */
-    PyObject *code = fn && PyFunction_Check(fn) ? PyFunction_GET_CODE(fn)
-                                                : NULL;
-    PyObject *names = code ? ftp_getattr(code, "co_names") : NULL;
-    PyObject *wrap = PyUnicode_FromString("wrap_future");
-    int wraps = names && wrap ? PySequence_Contains(names, wrap) : 0;
-    Py_XDECREF(names);
-    Py_XDECREF(wrap);
-    st->aio_code = Py_NewRef(wraps == 1 ? code : Py_None);
-    res = 0;
-    Py_CLEAR(mod);
-    Py_SETREF(name, PyUnicode_FromString("asyncio.futures"));
-    mod = name ? PyImport_GetModule(name) : NULL;
-    if (mod != NULL) {
-        /* Private, so optional: without it exceptions pass unconverted. */
-        st->aio_convert = PyObject_GetAttrString(mod, "_convert_future_exc");
+    if (fn != NULL && PyFunction_Check(fn)) {
+        code = Py_NewRef(PyFunction_GET_CODE(fn));
+        names = ftp_getattr(code, "co_names");
+        wrap = PyUnicode_FromString("wrap_future");
+        wraps = names && wrap ? PySequence_Contains(names, wrap) : 0;
+        Py_XDECREF(names);
+        Py_XDECREF(wrap);
     }
-done:
-    PyErr_Clear();
     Py_XDECREF(fn);
-    Py_XDECREF(cls);
-    Py_XDECREF(mod);
+    if (wraps != 1) {
+        Py_XSETREF(code, Py_NewRef(Py_None));
+    }
+    /* Private, so optional: without it exceptions pass unconverted. */
+    name = PyUnicode_FromString("asyncio.futures");
+    mod = name ? PyImport_GetModule(name) : NULL;
     Py_XDECREF(name);
-    return res;
+    convert = mod ? ftp_getattr(mod, "_convert_future_exc") : NULL;
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    ftp_lock(&st->aio_lock);
+    if (st->aio_code == NULL) {
+        st->aio_convert = convert;
+        st->aio_code = code;
+        convert = code = NULL;
+    }
+    ftp_unlock(&st->aio_lock);
+    Py_XDECREF(code);
+    Py_XDECREF(convert);
+    return 0;
 }
 
 /* The frame's local `self`: a new reference, or NULL with an exception. */
@@ -127,21 +136,22 @@ done:
 }
 
 int
-ftp_aio_link_caller(PyTypeObject *executor_type, PyObject *fut,
-                    PyObject **afut)
+ftp_aio_caller_future(PyTypeObject *executor_type, PyObject **afut,
+                      PyObject **loop)
 {
     ftp_state *st = NULL;
-    PyObject *loop = caller_loop(executor_type, &st);
+
     *afut = NULL;
-    if (loop == NULL) {
+    *loop = caller_loop(executor_type, &st);
+    if (*loop == NULL) {
         return 0;
     }
-    *afut = ftp_call_method_obj(loop, st->str_create_future, NULL, 0);
-    if (*afut != NULL) {
-        ftp_future_link_aio(fut, *afut, loop);
+    *afut = ftp_call_method_obj(*loop, st->str_create_future, NULL, 0);
+    if (*afut == NULL) {
+        Py_CLEAR(*loop);
+        return -1;
     }
-    Py_DECREF(loop);
-    return *afut != NULL ? 1 : -1;
+    return 1;
 }
 
 static int
@@ -169,51 +179,67 @@ ftp_aio_cancelled(ftp_state *st, PyObject *afut)
 }
 
 void
-ftp_aio_complete(ftp_state *st, PyObject *fut, PyObject *afut,
-                 PyObject *loop)
+ftp_aio_complete(ftp_state *st, int outcome, PyObject *value,
+                 PyObject *afut, PyObject *loop)
 {
-    PyObject *r = NULL;
+    PyObject *r = NULL, *kind = NULL;
+
     if (call_bool(afut, st->str_done) == 1) {
         /* Cancelled by its awaiter: nothing to copy. */
         goto done;
     }
     PyErr_Clear();
-    PyObject *args[] = {st->aio_set_state, afut, fut};
-    r = ftp_call_method_obj(loop, st->str_call_soon_threadsafe, args, 3);
+    kind = PyLong_FromLong(outcome);
+    if (kind != NULL) {
+        PyObject *args[] = {st->aio_set_state, afut, kind,
+                            value ? value : Py_None};
+        PyObject *stack[] = {loop, args[0], args[1], args[2], args[3]};
+        r = PyObject_VectorcallMethod(st->str_call_soon_threadsafe, stack,
+                                      5 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+    }
     if (r == NULL) {
         PyObject *exc = ftp_err_fetch();
         if (call_bool(loop, st->str_is_closed) != 1) {
             PyErr_Clear();
             ftp_log_exception("error", "exception calling callback for %r",
-                              fut, exc);
+                              afut, exc);
         }
         /* A closed loop: nobody can receive the outcome. */
         PyErr_Clear();
         Py_XDECREF(exc);
     }
 done:
+    Py_XDECREF(kind);
     Py_XDECREF(r);
     Py_DECREF(afut);
     Py_DECREF(loop);
 }
 
-/* set_state(afut, fut), run by the loop: _copy_future_state(fut, afut). */
+/* set_state(afut, outcome, value), run by the loop: what
+ * asyncio.futures._copy_future_state() does. */
 static PyObject *
 set_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !ftp_future_check_type((PyObject *)Py_TYPE(args[1]))) {
+    ftp_state *st = ftp_get_state(module);
+    PyObject *afut, *value, *r = NULL;
+    long outcome;
+    int done;
+
+    if (nargs != 3 || !PyLong_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError,
-                        "set_state(asyncio_future, fastthreadpool.Future)");
+                        "set_state(asyncio_future, outcome, value)");
         return NULL;
     }
-    ftp_state *st = ftp_get_state(module);
-    PyObject *afut = args[0], *fut = args[1], *value = NULL, *r = NULL;
-    int done = call_bool(afut, st->str_done);
+    afut = args[0];
+    outcome = PyLong_AsLong(args[1]);
+    done = call_bool(afut, st->str_done);
     if (done != 0) {
         /* Cancelled meanwhile (or an error): as _copy_future_state. */
         return done < 0 ? NULL : Py_NewRef(Py_None);
     }
-    switch (ftp_future_outcome(fut, &value)) {
+    value = Py_NewRef(args[2]);
+    switch (outcome) {
     case FTP_OUTCOME_RESULT:
         r = ftp_call_method_obj(afut, st->str_set_result, &value, 1);
         break;

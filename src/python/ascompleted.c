@@ -1,8 +1,89 @@
 /*
- * ascompleted.c - _AsCompleted, the iterator Pool.as_completed() returns:
- * hands out results and failures as they arrive.
+ * ascompleted.c - Pool.as_completed() and the iterator it returns
+ * (_AsCompleted): hands out results and failures as they arrive.
  */
-#include "poolcore.h"
+#include "pool.h"
+
+#include <math.h>
+
+typedef struct {
+    PyObject_HEAD
+    ftp_core *core;
+    int started;
+    int finished;
+    int mode;                   /* 0: one pass, 1: until idle, 2: until
+                                   the deadline */
+    double wait;
+    int64_t deadline;
+    Py_ssize_t cnt_max;
+    Py_ssize_t yielded;
+} ftp_acobject;
+
+enum { AC_ONE_PASS = 0, AC_UNTIL_IDLE = 1, AC_UNTIL_DEADLINE = 2 };
+
+PyObject *
+ftp_ac_new(ftp_core *core, PyObject *wait, Py_ssize_t cnt_max)
+{
+    ftp_acobject *ac;
+    int mode = AC_ONE_PASS;
+    double w = 0;
+
+    if (wait == Py_None || wait == Py_True) {
+        mode = AC_UNTIL_IDLE;       /* wait for all */
+    }
+    else if (wait != Py_False) {
+        w = PyFloat_AsDouble(wait);
+        if (w == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (isnan(w)) {
+            PyErr_SetString(PyExc_ValueError, "wait must not be NaN");
+            return NULL;
+        }
+        mode = w > 0 ? AC_UNTIL_DEADLINE : AC_ONE_PASS;
+    }
+    ac = PyObject_GC_New(ftp_acobject, core->st->ascompleted_type);
+    if (ac == NULL) {
+        return NULL;
+    }
+    ac->core = (ftp_core *)Py_NewRef((PyObject *)core);
+    ac->started = ac->finished = 0;
+    ac->cnt_max = cnt_max;
+    ac->yielded = 0;
+    ac->wait = w;
+    ac->mode = mode;
+    ac->deadline = -1;
+    PyObject_GC_Track(ac);
+    return (PyObject *)ac;
+}
+
+/* The checks of the first next(): 0, or -1 with the exception that ends
+ * the iteration. */
+static int
+ac_start(ftp_acobject *ac)
+{
+    ftp_core *core = ac->core;
+
+    if (core->done_callback != NULL) {
+        PyErr_SetString(core->st->PoolCallback, "Using done_callback!");
+        return -1;
+    }
+    if (core->failed_callback != NULL || core->logger != NULL) {
+        PyErr_SetString(core->st->PoolCallback, "Using failed_callback!");
+        return -1;
+    }
+    if (ac->mode == AC_UNTIL_IDLE && ftpool_current_pool() == core->pool) {
+        /* The job calling us is one of those it would wait for. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "as_completed() without a time limit from a job of "
+                        "the same pool would wait forever");
+        return -1;
+    }
+    if (ac->mode == AC_UNTIL_DEADLINE) {
+        ac->deadline = ftpool_now_ns() + (int64_t)(ac->wait * FTP_NS_PER_SEC);
+    }
+    return 0;
+}
 
 static PyObject *
 ac_next(ftp_acobject *ac)
@@ -14,28 +95,9 @@ ac_next(ftp_acobject *ac)
     }
     if (!ac->started) {
         ac->started = 1;
-        if (core->done_callback != NULL) {
+        if (ac_start(ac) < 0) {
             ac->finished = 1;
-            PyErr_SetString(core->st->PoolCallback, "Using done_callback!");
             return NULL;
-        }
-        if (core->failed_callback != NULL || core->logger != NULL) {
-            ac->finished = 1;
-            PyErr_SetString(core->st->PoolCallback,
-                            "Using failed_callback!");
-            return NULL;
-        }
-        if (ac->mode == 1 && ftpool_current_pool() == core->pool) {
-            /* The job calling us is one of those it would wait for. */
-            ac->finished = 1;
-            PyErr_SetString(PyExc_RuntimeError,
-                            "as_completed() without a time limit from a "
-                            "job of the same pool would wait forever");
-            return NULL;
-        }
-        if (ac->mode == 2) {
-            ac->deadline = ftpool_now_ns()
-                           + (int64_t)(ac->wait * FTP_NS_PER_SEC);
         }
     }
     for (;;) {
@@ -45,7 +107,7 @@ ac_next(ftp_acobject *ac)
         if (ac->cnt_max > 0 && ac->yielded >= ac->cnt_max) {
             break;
         }
-        idle = core_idle(core);
+        idle = ftp_core_idle(core);
         item = ftp_rq_popleft(core->done);
         if (item == NULL) {
             item = ftp_rq_popleft(core->failed);
@@ -56,16 +118,18 @@ ac_next(ftp_acobject *ac)
         }
         /* Both queues were empty after the pool was seen idle: every
          * result has been handed out. */
-        if (ac->mode == 0 || idle) {
+        if (ac->mode == AC_ONE_PASS || idle) {
             break;
         }
-        if (ac->mode == 2 && ftpool_now_ns() >= ac->deadline) {
+        if (ac->mode == AC_UNTIL_DEADLINE
+                && ftpool_now_ns() >= ac->deadline) {
             break;
         }
         atomic_fetch_add(&core->notify_waiters, 1);
         if (ftp_rq_len(core->done) == 0 && ftp_rq_len(core->failed) == 0
-                && !core_idle(core)) {
-            int64_t left = ac->mode == 2 ? time_left(ac->deadline) : -1;
+                && !ftp_core_idle(core)) {
+            int64_t left = ac->mode == AC_UNTIL_DEADLINE
+                           ? ftp_time_left(ac->deadline) : -1;
             int rc = ftp_sem_wait(core->notify, left);
             if (rc < 0) {
                 atomic_fetch_sub(&core->notify_waiters, 1);

@@ -1,70 +1,46 @@
 /*
- * executor.c - ThreadPoolExecutor: concurrent.futures on the engine.
+ * executor.c - fastthreadpool.ThreadPoolExecutor: concurrent.futures on
+ * the worker layer.
  *
  * A heap type that subclasses concurrent.futures.ThreadPoolExecutor (asyncio
  * requires that of a default executor) and overrides __init__, submit and
- * shutdown; map() and the context manager come from the base class.
+ * shutdown; map() and the context manager come from the base class.  Work
+ * is an engine job whose argument is the Future (future.c), which holds the
+ * call.  The workers are a worker group (workers.c): threads named
+ * prefix_N, daemons only if the submitting thread is one, as in the
+ * standard library.
  *
- * Work is an engine job whose argument is the Future (future.c), which holds
- * the call.  Workers are threading.Thread objects that the engine asks for
- * through its spawn hook and that call ftpool_worker_run().  A worker holds
- * the GIL while it runs jobs and releases it only while it sleeps in the
- * engine (the before_wait/after_wait hooks), so a burst of work costs no GIL
- * hand-off per job.
- *
- * Lifetimes: the engine pool and what the workers need live in an
- * `exec_core`, a plain C struct counted by the executor and by each worker
- * thread, so that worker threads never keep the executor object alive.  As
- * in the standard library, an executor that is garbage collected without
+ * Lifetimes: the group is counted by the executor and by each worker
+ * thread, so worker threads never keep the executor object alive.  As in
+ * the standard library, an executor that is garbage collected without
  * shutdown() lets its workers finish the queued work and exit, and at
- * interpreter exit (threading._register_atexit) every executor stops taking
- * work and its workers exit once the queue is empty.
- *
- * Every field of exec_core and of the executor is guarded by the GIL.
+ * interpreter exit every executor stops taking work and its workers exit
+ * once the queue is empty (the worker layer's exit hook).
  */
-#include "ftp.h"
 #include "executor.h"
-#include "future.h"
 
 #define BROKEN_MSG \
     "A thread initializer failed, the thread pool is not usable anymore"
 
-typedef struct exec_core {
-    ftpool_t *pool;
-    int refs;                   /* the executor + each worker thread */
-    int broken;                 /* an initializer failed */
-    int exiting;                /* the interpreter is shutting down */
-    unsigned nthreads;          /* threads started: the next name's index */
+/* The executor's worker group and what its workers need. */
+typedef struct {
+    ftp_workers w;
     PyTypeObject *future_type;
-    PyObject *prefix;           /* str: thread names are prefix_N */
     PyObject *initializer;      /* callable or NULL */
     PyObject *initargs;         /* tuple */
-    PyObject *threads;          /* set of threading.Thread */
-    PyObject *spawn_error;      /* why the last spawn failed, or NULL */
-    PyInterpreterState *interp;
-    struct exec_core *next;     /* in `cores` */
-    struct exec_core **prevp;
-} exec_core;
+    atomic_int broken;          /* an initializer failed */
+} exec_workers;
 
-/* Every live core, for the interpreter-exit hook. */
-static exec_core *cores;
-/* Set when the main interpreter starts to exit: no executor takes work. */
-static int main_exiting;
-/* Numbers the default thread name prefixes, as the standard library. */
-static unsigned long prefix_counter;
-
-/* The worker thread's saved thread state while it sleeps in the engine,
- * and the core whose worker the thread is. */
-static FTP_THREAD_LOCAL PyThreadState *tls_tstate;
-static FTP_THREAD_LOCAL exec_core *tls_core;
-
+/* What the executor object holds, after the base class's fields. */
 typedef struct {
-    exec_core *core;            /* NULL before __init__ and after finalize */
+    exec_workers *ew;           /* NULL before __init__ and after finalize */
     Py_ssize_t max_workers;
-    int shutdown;
+    atomic_int shutdown;
 } exec_data;
 
-/* Offset of exec_data in the object: the Python base's instance size. */
+/* Offset of exec_data in the object: the Python base's instance size, a
+ * property of the CPython build (the same in every interpreter), set when
+ * the type is made. */
 static Py_ssize_t exec_off = -1;
 
 static inline exec_data *
@@ -74,50 +50,19 @@ ED(PyObject *self)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The core                                                                 */
+/* Jobs                                                                     */
 /* ------------------------------------------------------------------------ */
-
-static void
-core_decref(exec_core *core)
-{
-    if (--core->refs > 0) {
-        return;
-    }
-    *core->prevp = core->next;
-    if (core->next != NULL) {
-        core->next->prevp = core->prevp;
-    }
-    if (core->pool != NULL) {
-        /* Drop what is still queued (normally nothing) while we hold the
-         * GIL, which drop_job() needs.  No worker is left (each holds a
-         * reference), so destroying does not wait for jobs. */
-        ftpool_cancel_all(core->pool);
-        Py_BEGIN_ALLOW_THREADS
-        ftpool_destroy(core->pool);
-        Py_END_ALLOW_THREADS
-    }
-    Py_XDECREF(core->future_type);
-    Py_XDECREF(core->prefix);
-    Py_XDECREF(core->initializer);
-    Py_XDECREF(core->initargs);
-    Py_XDECREF(core->threads);
-    Py_XDECREF(core->spawn_error);
-    PyMem_Free(core);
-}
 
 static PyObject *
 broken_error(void)
 {
-    PyObject *mod = PyImport_ImportModule("concurrent.futures.thread");
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *cls = ftp_getattr(mod, "BrokenThreadPool");
-    Py_DECREF(mod);
+    PyObject *cls = ftp_import_attr("concurrent.futures.thread",
+                                    "BrokenThreadPool"), *exc;
+
     if (cls == NULL) {
         return NULL;
     }
-    PyObject *exc = PyObject_CallFunction(cls, "s", BROKEN_MSG);
+    exc = PyObject_CallFunction(cls, "s", BROKEN_MSG);
     Py_DECREF(cls);
     return exc;
 }
@@ -126,6 +71,7 @@ static void
 fail_broken(PyObject *fut)
 {
     PyObject *exc = broken_error();
+
     if (exc == NULL) {
         PyErr_WriteUnraisable(fut);
         ftp_future_drop(fut);
@@ -135,28 +81,41 @@ fail_broken(PyObject *fut)
     Py_DECREF(exc);
 }
 
-/* The engine job: runs with the GIL held, in a worker. */
+/* In a thread of a broken executor: its work fails. */
+static int
+in_broken_worker(void)
+{
+    exec_workers *ew = (exec_workers *)ftp_workers_current();
+
+    return ew != NULL && ew->w.kind == FTP_WORKERS_EXECUTOR
+           && atomic_load(&ew->broken);
+}
+
+/* The engine job: runs in a worker, attached. */
 static void
 run_job(void *arg)
 {
     PyObject *fut = arg;
-    if (tls_core != NULL && tls_core->broken) {
+
+    if (in_broken_worker()) {
         fail_broken(fut);
     }
     else {
         ftp_future_run(fut);
     }
     Py_DECREF(fut);
+    ftp_workers_job_done();
 }
 
 /* The engine drops a queued job: shutdown(cancel_futures=True), a broken
- * pool, or a core being freed.  The executor drops jobs only through
- * ftpool_cancel_all(), always with the GIL held, so this runs with it. */
+ * pool, or a group being freed.  The executor drops jobs only through
+ * ftpool_cancel_all(), always attached, so this runs attached. */
 static void
 drop_job(void *arg)
 {
     PyObject *fut = arg;
-    if (tls_core != NULL && tls_core->broken) {
+
+    if (in_broken_worker()) {
         fail_broken(fut);
     }
     else {
@@ -165,147 +124,63 @@ drop_job(void *arg)
     Py_DECREF(fut);
 }
 
-/* Worker hooks: a worker gives up the GIL only to sleep. */
+/* ------------------------------------------------------------------------ */
+/* The worker group                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* In a new worker: the initializer.  If it fails, the executor is broken:
+ * the queued work fails now, later submissions are refused, and jobs
+ * other workers take fail in run_job(). */
 static void
-before_wait(void *arg)
+exec_workers_started(ftp_workers *w)
 {
-    tls_tstate = PyEval_SaveThread();
-}
+    exec_workers *ew = (exec_workers *)w;
+    PyObject *r;
 
-static void
-after_wait(void *arg)
-{
-    PyEval_RestoreThread(tls_tstate);
-}
-
-/* The body of a worker thread: runs the initializer, then serves the pool
- * until it retires. */
-static PyObject *
-worker_main(PyObject *capsule, PyObject *unused)
-{
-    exec_core *core = PyCapsule_GetPointer(capsule, NULL);
-    if (core == NULL) {
-        return NULL;
+    if (ew->initializer == NULL || atomic_load(&ew->broken)) {
+        return;
     }
-    tls_core = core;
-    if (core->initializer != NULL && !core->broken) {
-        PyObject *r = PyObject_Call(core->initializer, core->initargs, NULL);
-        if (r == NULL) {
-            PyObject *exc = ftp_err_fetch();
-            ftp_log_exception("critical", "Exception in initializer:", NULL,
-                              exc);
-            Py_XDECREF(exc);
-            /* Fail the queued work now; later submissions are refused and
-             * jobs other workers take fail in run_job(). */
-            core->broken = 1;
-            ftpool_cancel_all(core->pool);
-        }
-        Py_XDECREF(r);
-    }
-    /* Called even when broken: every spawn request must be answered. */
-    ftpool_worker_run(core->pool);
-    tls_core = NULL;
-    core_decref(core);
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef worker_def = {
-    "_worker", worker_main, METH_NOARGS, NULL
-};
-
-/* Starts a worker thread (the engine's spawn hook).  The engine calls it
- * in the thread that submits work (we use no timers and never change the
- * maximum), here always with the GIL held: PyGILState is not used because
- * it does not work in subinterpreters. */
-static int
-spawn_worker(ftpool_t *pool, void *arg)
-{
-    exec_core *core = arg;
-    PyObject *threading = NULL, *capsule = NULL, *target = NULL;
-    PyObject *name = NULL, *thread = NULL, *r = NULL;
-    int ok = -1;
-
-    threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        goto done;
-    }
-    capsule = PyCapsule_New(core, NULL, NULL);
-    if (capsule == NULL) {
-        goto done;
-    }
-    target = PyCFunction_New(&worker_def, capsule);
-    name = PyUnicode_FromFormat("%U_%u", core->prefix, core->nthreads);
-    if (target == NULL || name == NULL) {
-        goto done;
-    }
-    {
-        PyObject *targs[] = {Py_None, target, name};
-        thread = ftp_call_method(threading, "Thread", targs, 3);
-    }
-    if (thread == NULL || PySet_Add(core->threads, thread) < 0) {
-        goto done;
-    }
-    core->nthreads++;
-    core->refs++;
-    r = ftp_call_method(thread, "start", NULL, 0);
+    r = PyObject_Call(ew->initializer, ew->initargs, NULL);
     if (r == NULL) {
         PyObject *exc = ftp_err_fetch();
-        core->nthreads--;
-        core->refs--;
-        if (PySet_Discard(core->threads, thread) < 0) {
-            PyErr_Clear();
-        }
-        ftp_err_restore(exc);
-        goto done;
-    }
-    ok = 0;
-done:
-    if (ok < 0) {
-        /* Kept for submit(), which raises it if no worker is left. */
-        Py_XSETREF(core->spawn_error, ftp_err_fetch());
+        ftp_log_exception("critical", "Exception in initializer:", NULL, exc);
+        Py_XDECREF(exc);
+        atomic_store(&ew->broken, 1);
+        ftpool_cancel_all(w->pool);
     }
     Py_XDECREF(r);
-    Py_XDECREF(thread);
-    Py_XDECREF(name);
-    Py_XDECREF(target);
-    Py_XDECREF(capsule);
-    Py_XDECREF(threading);
-    return ok;
 }
 
-/* threading's exit hook: no executor takes work any more, workers exit
- * once the queue is empty; threading joins them next. */
-static PyObject *
-python_exit(PyObject *mod, PyObject *unused)
+static void
+exec_workers_free(ftp_workers *w)
 {
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    if (interp == PyInterpreterState_Main()) {
-        main_exiting = 1;
+    exec_workers *ew = (exec_workers *)w;
+
+    if (w->pool != NULL) {
+        /* Drop what is still queued (normally nothing) while attached,
+         * which drop_job() needs: no worker is left to run it. */
+        ftpool_cancel_all(w->pool);
     }
-    for (exec_core *c = cores; c != NULL; c = c->next) {
-        if (c->interp == interp) {
-            c->exiting = 1;
-            if (c->pool != NULL) {  /* NULL while __init__ makes it */
-                ftpool_shutdown(c->pool, FTPOOL_SHUTDOWN_FINISH);
-            }
-        }
-    }
-    Py_RETURN_NONE;
+    Py_CLEAR(ew->future_type);
+    Py_CLEAR(ew->initializer);
+    Py_CLEAR(ew->initargs);
 }
 
-static PyMethodDef python_exit_def = {
-    "_python_exit", python_exit, METH_NOARGS, NULL
+static const ftp_workers_ops exec_workers_ops = {
+    .started = exec_workers_started,
+    .free = exec_workers_free,
 };
 
 /* ------------------------------------------------------------------------ */
 /* ThreadPoolExecutor                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* Our Future type, stored on the executor type at module exec. */
+/* Our Future type, stored on the executor type when it is made. */
 static PyTypeObject *
 find_future_type(PyObject *self)
 {
     PyObject *ft = ftp_getattr(self, "_ftp_future");
+
     if (ft == NULL) {
         return NULL;
     }
@@ -319,6 +194,37 @@ find_future_type(PyObject *self)
     return (PyTypeObject *)ft;
 }
 
+/* max_workers: None -> the standard library's default, or a positive
+ * integer.  0 or -1. */
+static int
+parse_max_workers(PyObject *max_workers, Py_ssize_t *out)
+{
+    Py_ssize_t n;
+
+    if (max_workers == Py_None) {
+        /* At least 5 threads for I/O bound work, at most 32 so that big
+         * machines do not get hundreds. */
+        n = ftp_cpu_count() + 4;
+        *out = n < 32 ? n : 32;
+        return 0;
+    }
+    n = PyLong_AsSsize_t(max_workers);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (n <= 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "max_workers must be greater than 0");
+        return -1;
+    }
+    if ((size_t)n > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "max_workers is too big");
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
 static int
 exec_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
@@ -327,110 +233,63 @@ exec_init(PyObject *self, PyObject *args, PyObject *kwds)
     PyObject *max_workers = Py_None, *prefix = NULL;
     PyObject *initializer = Py_None, *initargs = NULL;
     exec_data *d = ED(self);
+    ftp_state *st = ftp_state_from_type(Py_TYPE(self));
+    exec_workers *ew;
     Py_ssize_t n;
+    int rc;
 
+    if (st == NULL) {
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OUOO:ThreadPoolExecutor",
                                      kwlist, &max_workers, &prefix,
                                      &initializer, &initargs)) {
         return -1;
     }
-    if (d->core != NULL) {
+    if (d->ew != NULL) {
         PyErr_SetString(PyExc_RuntimeError,
                         "ThreadPoolExecutor is already initialized");
         return -1;
     }
-    if (max_workers == Py_None) {
-        /* As the standard library: at least 5 threads for I/O bound work,
-         * at most 32 so that big machines do not get hundreds. */
-        PyObject *os = PyImport_ImportModule("os");
-        PyObject *cpus = os ? ftp_call_method(os, "cpu_count", NULL, 0)
-                            : NULL;
-        Py_XDECREF(os);
-        if (cpus == NULL) {
-            return -1;
-        }
-        n = cpus == Py_None ? 1 : PyLong_AsSsize_t(cpus);
-        Py_DECREF(cpus);
-        if (n == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        n = n + 4 < 32 ? n + 4 : 32;
-    }
-    else {
-        n = PyLong_AsSsize_t(max_workers);
-        if (n == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (n <= 0) {
-            PyErr_SetString(PyExc_ValueError,
-                            "max_workers must be greater than 0");
-            return -1;
-        }
-        if ((size_t)n > UINT32_MAX) {
-            PyErr_SetString(PyExc_OverflowError, "max_workers is too big");
-            return -1;
-        }
+    if (parse_max_workers(max_workers, &n) < 0) {
+        return -1;
     }
     if (initializer != Py_None && !PyCallable_Check(initializer)) {
         PyErr_SetString(PyExc_TypeError, "initializer must be a callable");
         return -1;
     }
-    PyObject *argtuple = initargs ? PySequence_Tuple(initargs)
-                                  : PyTuple_New(0);
-    if (argtuple == NULL) {
-        return -1;
-    }
-    exec_core *core = PyMem_Calloc(1, sizeof(*core));
-    if (core == NULL) {
-        Py_DECREF(argtuple);
+    ew = PyMem_RawCalloc(1, sizeof(*ew));
+    if (ew == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    core->refs = 1;
-    core->initargs = argtuple;
-    core->initializer = initializer == Py_None ? NULL
-                                               : Py_NewRef(initializer);
-    core->interp = PyInterpreterState_Get();
-    core->next = cores;
-    core->prevp = &cores;
-    if (cores != NULL) {
-        cores->prevp = &core->next;
-    }
-    cores = core;
+    ew->initargs = initargs ? PySequence_Tuple(initargs) : PyTuple_New(0);
+    ew->initializer = initializer == Py_None ? NULL
+                                             : Py_NewRef(initializer);
+    ew->future_type = find_future_type(self);
     if (prefix != NULL && PyUnicode_GET_LENGTH(prefix) > 0) {
-        core->prefix = Py_NewRef(prefix);
+        prefix = Py_NewRef(prefix);
     }
     else {
-        core->prefix = PyUnicode_FromFormat("ThreadPoolExecutor-%lu",
-                                            prefix_counter++);
+        prefix = PyUnicode_FromFormat(
+            "ThreadPoolExecutor-%lu",
+            (unsigned long)atomic_fetch_add(&st->executor_counter, 1));
     }
-    if (core->prefix == NULL
-        || (core->threads = PySet_New(NULL)) == NULL
-        || (core->future_type = find_future_type(self)) == NULL) {
-        core_decref(core);
+    if (ew->initargs == NULL || ew->future_type == NULL || prefix == NULL) {
+        exec_workers_free(&ew->w);
+        PyMem_RawFree(ew);
+        Py_XDECREF(prefix);
         return -1;
     }
-    ftpool_options o = {0};
-    o.max_workers = (unsigned)n;
-    o.spawn = spawn_worker;
-    o.spawn_arg = core;
-    o.before_wait = before_wait;
-    o.after_wait = after_wait;
-    int rc = ftpool_create(&o, &core->pool);
+    rc = ftp_workers_init(&ew->w, st, self, FTP_WORKERS_EXECUTOR,
+                          &exec_workers_ops, (unsigned)n, prefix, '_', 0);
+    Py_DECREF(prefix);
     if (rc < 0) {
-        core->pool = NULL;
-        core_decref(core);
-        if (rc == FTPOOL_ENOMEM) {
-            PyErr_NoMemory();
-        }
-        else {
-            PyErr_SetString(PyExc_RuntimeError, ftpool_strerror(rc));
-        }
         return -1;
     }
-    d->core = core;
+    d->ew = ew;
     d->max_workers = n;
-    d->shutdown = 0;
+    atomic_store(&d->shutdown, 0);
     return 0;
 }
 
@@ -441,26 +300,77 @@ static void
 exec_finalize(PyObject *self)
 {
     exec_data *d = ED(self);
-    exec_core *core = d->core;
-    if (core == NULL) {
+    exec_workers *ew = d->ew;
+    PyObject *exc;
+
+    if (ew == NULL) {
         return;
     }
-    PyObject *exc = ftp_err_fetch();
-    d->core = NULL;
-    ftpool_shutdown(core->pool, FTPOOL_SHUTDOWN_FINISH);
-    core_decref(core);
+    exc = ftp_err_fetch();
+    d->ew = NULL;
+    ftp_workers_release(&ew->w, 0);
     ftp_err_restore(exc);
 }
 
-static exec_core *
-get_core(PyObject *self)
+static exec_workers *
+get_workers(PyObject *self)
 {
-    exec_core *core = ED(self)->core;
-    if (core == NULL) {
+    exec_workers *ew = ED(self)->ew;
+
+    if (ew == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
                         "ThreadPoolExecutor.__init__() was not called");
     }
-    return core;
+    return ew;
+}
+
+/* The submission was refused (-1 returned): fut was never queued. */
+static int
+submit_refused(exec_workers *ew, int rc)
+{
+    if (rc == FTPOOL_ENOMEM) {
+        PyErr_NoMemory();
+    }
+    else {
+        PyErr_SetString(PyExc_RuntimeError, rc == FTPOOL_ESTOPPED
+                        ? "cannot schedule new futures after shutdown"
+                        : ftpool_strerror(rc));
+    }
+    return -1;
+}
+
+/* Queues fut (a reference is taken for the job).  0 or -1. */
+static int
+queue_future(exec_workers *ew, PyObject *fut)
+{
+    uint64_t id = 0;
+    int rc;
+
+    Py_INCREF(fut);
+    rc = ftpool_submit_ex(ew->w.pool, run_job, drop_job, fut, 0, &id);
+    if (rc == FTPOOL_ESPAWN) {
+        PyObject *exc = ftp_workers_take_spawn_error(&ew->w);
+        if (ftpool_workers(ew->w.pool) > 0) {
+            /* A worker that is there runs it. */
+            Py_XDECREF(exc);
+            return 0;
+        }
+        /* Queued, but no thread will ever take it (the job's reference
+         * goes with the cancellation). */
+        ftpool_cancel(ew->w.pool, id);
+        if (exc != NULL) {
+            ftp_err_restore(exc);
+        }
+        else {
+            PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
+        }
+        return -1;
+    }
+    if (rc < 0) {
+        Py_DECREF(fut);
+        return submit_refused(ew, rc);
+    }
+    return 0;
 }
 
 static PyObject *
@@ -468,8 +378,11 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
     exec_data *d = ED(self);
-    exec_core *core = get_core(self);
-    if (core == NULL) {
+    exec_workers *ew = get_workers(self);
+    PyObject *argt, *kw = NULL, *fut, *afut = NULL, *loop = NULL;
+    int atomic = 1;
+
+    if (ew == NULL) {
         return NULL;
     }
     if (nargs < 1) {
@@ -478,7 +391,7 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         "'fn'");
         return NULL;
     }
-    if (core->broken) {
+    if (atomic_load(&ew->broken)) {
         PyObject *exc = broken_error();
         if (exc != NULL) {
             PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
@@ -486,22 +399,21 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         }
         return NULL;
     }
-    if (d->shutdown) {
+    if (atomic_load(&d->shutdown)) {
         PyErr_SetString(PyExc_RuntimeError,
                         "cannot schedule new futures after shutdown");
         return NULL;
     }
-    if (core->exiting || main_exiting) {
+    if (atomic_load(&ew->w.st->exiting)) {
         PyErr_SetString(PyExc_RuntimeError,
                         "cannot schedule new futures after "
                         "interpreter shutdown");
         return NULL;
     }
-    PyObject *argt = PyTuple_New(nargs - 1);
+    argt = PyTuple_New(nargs - 1);
     if (argt == NULL) {
         return NULL;
     }
-    int atomic = 1;
     for (Py_ssize_t i = 1; i < nargs; i++) {
         PyTuple_SET_ITEM(argt, i - 1, Py_NewRef(args[i]));
         if (PyObject_IS_GC(args[i])) {
@@ -514,24 +426,20 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
          * the GC nothing while they wait. */
         PyObject_GC_UnTrack(argt);
     }
-    PyObject *kw = NULL;
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
         kw = PyDict_New();
+        for (Py_ssize_t i = 0; kw && i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i),
+                               args[nargs + i]) < 0) {
+                Py_CLEAR(kw);
+            }
+        }
         if (kw == NULL) {
             Py_DECREF(argt);
             return NULL;
         }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i),
-                               args[nargs + i]) < 0) {
-                Py_DECREF(kw);
-                Py_DECREF(argt);
-                return NULL;
-            }
-        }
     }
-    PyObject *fut = ftp_future_new_call(core->future_type, args[0], argt,
-                                        kw);
+    fut = ftp_future_new_call(ew->future_type, args[0], argt, kw);
     Py_DECREF(argt);
     Py_XDECREF(kw);
     if (fut == NULL) {
@@ -539,43 +447,20 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     /* asyncio's run_in_executor() gets its asyncio future from us rather
      * than chaining one to `fut` (aiolink.c). */
-    PyObject *afut = NULL;
-    if ((kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)
-        && ftp_aio_link_caller(Py_TYPE(self), fut, &afut) < 0) {
-        Py_DECREF(fut);
-        return NULL;
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        int linked = ftp_aio_caller_future(Py_TYPE(self), &afut, &loop);
+        if (linked < 0) {
+            Py_DECREF(fut);
+            return NULL;
+        }
+        if (linked) {
+            ftp_future_link_aio(fut, afut, loop);
+            Py_DECREF(loop);
+        }
     }
-    /* The job owns one reference until it has run or been dropped. */
-    Py_INCREF(fut);
-    uint64_t id = 0;
-    int rc = ftpool_submit_ex(core->pool, run_job, drop_job, fut, 0, &id);
-    if (rc == FTPOOL_ESPAWN && ftpool_workers(core->pool) == 0) {
-        /* Queued, but no thread will ever take it. */
-        ftpool_cancel(core->pool, id);
-        if (core->spawn_error != NULL) {
-            PyObject *e = core->spawn_error;
-            core->spawn_error = NULL;
-            PyErr_SetObject((PyObject *)Py_TYPE(e), e);
-            Py_DECREF(e);
-        }
-        else {
-            PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
-        }
+    if (queue_future(ew, fut) < 0) {
         Py_DECREF(fut);
         Py_XDECREF(afut);
-        return NULL;
-    }
-    Py_CLEAR(core->spawn_error);
-    if (rc < 0 && rc != FTPOOL_ESPAWN) {
-        Py_DECREF(fut);
-        Py_DECREF(fut);
-        Py_XDECREF(afut);
-        if (rc == FTPOOL_ENOMEM) {
-            return PyErr_NoMemory();
-        }
-        PyErr_SetString(PyExc_RuntimeError, rc == FTPOOL_ESTOPPED
-                        ? "cannot schedule new futures after shutdown"
-                        : ftpool_strerror(rc));
         return NULL;
     }
     if (afut != NULL) {
@@ -590,52 +475,32 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"wait", "cancel_futures", NULL};
     int wait = 1, cancel_futures = 0;
+    exec_data *d = ED(self);
+    exec_workers *ew = d->ew;
+    ftpool_t *pool;
+
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p$p:shutdown", kwlist,
                                      &wait, &cancel_futures)) {
         return NULL;
     }
-    exec_data *d = ED(self);
-    exec_core *core = d->core;
-    if (core == NULL) {
+    if (ew == NULL) {
         Py_RETURN_NONE;
     }
-    d->shutdown = 1;
+    pool = ew->w.pool;
+    atomic_store(&d->shutdown, 1);
     if (cancel_futures) {
-        ftpool_cancel_all(core->pool);
+        ftpool_cancel_all(pool);
     }
-    ftpool_shutdown(core->pool, FTPOOL_SHUTDOWN_FINISH);
-    if (!wait || ftpool_current_pool() == core->pool) {
+    ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH);
+    if (!wait || ftpool_current_pool() == pool) {
         Py_RETURN_NONE;
     }
-    /* Keep the core alive while the GIL is released below. */
-    core->refs++;
-    int rc;
-    do {
-        /* Waits in slices so that signal handlers run meanwhile. */
-        Py_BEGIN_ALLOW_THREADS
-        rc = ftpool_join(core->pool, 50 * 1000 * 1000);
-        Py_END_ALLOW_THREADS
-        if (rc == FTPOOL_ETIMEDOUT && PyErr_CheckSignals() < 0) {
-            core_decref(core);
-            return NULL;
-        }
-    } while (rc == FTPOOL_ETIMEDOUT);
-    /* The workers have left the engine; let their threads end too. */
-    PyObject *threads = PySequence_List(core->threads);
-    core_decref(core);
-    if (threads == NULL) {
+    /* The group lives while `self` does: the caller holds it.  The
+     * workers leave the engine, then their threads end. */
+    if (ftp_workers_join(&ew->w, -1) < 0
+            || ftp_workers_join_threads(&ew->w, -1) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(threads); i++) {
-        PyObject *r = ftp_call_method(PyList_GET_ITEM(threads, i), "join",
-                                      NULL, 0);
-        if (r == NULL) {
-            Py_DECREF(threads);
-            return NULL;
-        }
-        Py_DECREF(r);
-    }
-    Py_DECREF(threads);
     Py_RETURN_NONE;
 }
 
@@ -648,33 +513,51 @@ get_max_workers(PyObject *self, void *c)
 static PyObject *
 get_shutdown(PyObject *self, void *c)
 {
-    return PyBool_FromLong(ED(self)->shutdown);
+    return PyBool_FromLong(atomic_load(&ED(self)->shutdown));
 }
 
 static PyObject *
 get_broken(PyObject *self, void *c)
 {
-    exec_core *core = ED(self)->core;
-    if (core != NULL && core->broken) {
+    exec_workers *ew = ED(self)->ew;
+
+    if (ew != NULL && atomic_load(&ew->broken)) {
         return PyUnicode_FromString(BROKEN_MSG);
     }
     Py_RETURN_FALSE;
 }
 
-/* The other attributes the standard executor has, read from the core. */
+/* _threads: the worker threads started, serving or ended (the standard
+ * library keeps them all in a set). */
 static PyObject *
-get_core_field(PyObject *self, void *which)
+get_threads(PyObject *self, void *c)
 {
-    exec_core *core = get_core(self);
-    if (core == NULL) {
+    exec_workers *ew = get_workers(self);
+    PyObject *all, *set;
+
+    if (ew == NULL) {
         return NULL;
     }
+    all = PySequence_Concat(ew->w.threads, ew->w.ended);
+    set = all ? PySet_New(all) : NULL;
+    Py_XDECREF(all);
+    return set;
+}
+
+/* The other attributes the standard executor has. */
+static PyObject *
+get_setting(PyObject *self, void *which)
+{
+    exec_workers *ew = get_workers(self);
     PyObject *v = NULL;
+
+    if (ew == NULL) {
+        return NULL;
+    }
     switch ((int)(intptr_t)which) {
-    case 0: v = core->prefix; break;
-    case 1: v = core->initializer; break;
-    case 2: v = core->initargs; break;
-    case 3: v = core->threads; break;
+    case 0: v = ew->w.prefix; break;
+    case 1: v = ew->initializer; break;
+    case 2: v = ew->initargs; break;
     }
     return Py_NewRef(v ? v : Py_None);
 }
@@ -683,11 +566,11 @@ static PyGetSetDef exec_getset[] = {
     {"_max_workers", get_max_workers, NULL, NULL, NULL},
     {"_shutdown", get_shutdown, NULL, NULL, NULL},
     {"_broken", get_broken, NULL, NULL, NULL},
-    {"_thread_name_prefix", get_core_field, NULL, NULL, (void *)0},
-    {"_initializer", get_core_field, NULL, NULL, (void *)1},
-    {"_initargs", get_core_field, NULL, NULL, (void *)2},
-    {"_threads", get_core_field, NULL, "The worker threads started so far.",
-     (void *)3},
+    {"_thread_name_prefix", get_setting, NULL, NULL, (void *)0},
+    {"_initializer", get_setting, NULL, NULL, (void *)1},
+    {"_initargs", get_setting, NULL, NULL, (void *)2},
+    {"_threads", get_threads, NULL, "The worker threads started so far.",
+     NULL},
     {NULL}
 };
 
@@ -706,21 +589,18 @@ static PyMethodDef exec_methods[] = {
 };
 
 int
-ftp_executor_exec(PyObject *module)
+ftp_executor_init_types(PyObject *module, ftp_state *st)
 {
     PyTypeObject *future_type = NULL, *type = NULL;
-    PyObject *mod = NULL, *base = NULL, *bases = NULL;
+    PyObject *base = NULL, *bases = NULL;
+    Py_ssize_t off;
     int res = -1;
 
     future_type = ftp_future_create_type(module);
     if (future_type == NULL) {
         goto done;
     }
-    mod = PyImport_ImportModule("concurrent.futures.thread");
-    if (mod == NULL) {
-        goto done;
-    }
-    base = ftp_getattr(mod, "ThreadPoolExecutor");
+    base = ftp_import_attr("concurrent.futures.thread", "ThreadPoolExecutor");
     if (base == NULL) {
         goto done;
     }
@@ -730,7 +610,7 @@ ftp_executor_exec(PyObject *module)
                         "class");
         goto done;
     }
-    Py_ssize_t off = ((PyTypeObject *)base)->tp_basicsize;
+    off = ((PyTypeObject *)base)->tp_basicsize;
     if (exec_off >= 0 && exec_off != off) {
         PyErr_SetString(PyExc_ImportError,
                         "concurrent.futures.ThreadPoolExecutor changed its "
@@ -739,7 +619,7 @@ ftp_executor_exec(PyObject *module)
     }
     exec_off = off;
     /* No dealloc/traverse/clear: inherited from the Python base (no object
-     * fields here); the finalizer releases the core. */
+     * fields here); the finalizer releases the group. */
     PyType_Slot slots[] = {
         {Py_tp_doc, "ThreadPoolExecutor(max_workers=None, "
                     "thread_name_prefix='', initializer=None, initargs=())"
@@ -778,27 +658,11 @@ ftp_executor_exec(PyObject *module)
                                  (PyObject *)type) < 0) {
         goto done;
     }
-    /* Stop the workers at interpreter exit, before threading joins them. */
-    PyObject *threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        goto done;
-    }
-    PyObject *hook = PyCFunction_New(&python_exit_def, NULL);
-    PyObject *r = hook ? PyObject_CallMethod(threading, "_register_atexit",
-                                             "O", hook)
-                       : NULL;
-    Py_XDECREF(hook);
-    Py_DECREF(threading);
-    if (r == NULL) {
-        goto done;
-    }
-    Py_DECREF(r);
     res = 0;
 done:
     Py_XDECREF(type);
     Py_XDECREF(bases);
     Py_XDECREF(base);
-    Py_XDECREF(mod);
     Py_XDECREF(future_type);
     return res;
 }

@@ -20,8 +20,7 @@
  * users can therefore rebind these members, the C code checks their types
  * before it relies on them.
  */
-#include "ftp.h"
-#include "future.h"
+#include "executor.h"
 
 enum {
     ST_PENDING,
@@ -153,41 +152,6 @@ future_released(PyObject *self, fut_data *d)
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
-
-/* The pending exception as one object with its traceback attached (a new
- * reference; NULL if none), and back: the pair that replaces PyErr_Fetch
- * and PyErr_Restore, deprecated since 3.12. */
-PyObject *
-ftp_err_fetch(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value != NULL && tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-void
-ftp_err_restore(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    if (exc == NULL) {
-        return;
-    }
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
-                  PyException_GetTraceback(exc));
-#endif
-}
 
 /* Raises `exc` again: its __traceback__ is kept and grows from here, as
  * with `raise exc` in Python. */
@@ -567,23 +531,49 @@ call_callback(PyObject *self, PyObject *cb)
     }
 }
 
+/* The outcome of a future: *value is a new reference to the result or the
+ * exception, NULL otherwise. */
+static int
+outcome_of(PyObject *self, PyObject **value)
+{
+    fut_data *d = FD(self);
+    *value = NULL;
+    if (is_cancelled(d->state)) {
+        return FTP_OUTCOME_CANCELLED;
+    }
+    if (d->state != ST_FINISHED) {
+        return FTP_OUTCOME_PENDING;
+    }
+    if (d->exception != NULL) {
+        *value = Py_NewRef(d->exception);
+        return FTP_OUTCOME_EXCEPTION;
+    }
+    *value = Py_NewRef(d->result ? d->result : Py_None);
+    return FTP_OUTCOME_RESULT;
+}
+
 /* Completes the linked asyncio future, if any, and drops the link. */
 static void
 complete_aio(PyObject *self, fut_data *d)
 {
-    PyObject *afut = d->aio_future, *loop = d->aio_loop;
+    PyObject *afut = d->aio_future, *loop = d->aio_loop, *value;
+    ftp_state *st;
+    int outcome;
+
     if (afut == NULL && loop == NULL) {
         return;
     }
     d->aio_future = d->aio_loop = NULL;
-    ftp_state *st = ftp_state_from_type(Py_TYPE(self));
+    st = ftp_state_from_type(Py_TYPE(self));
     if (afut == NULL || loop == NULL || st == NULL) {
         PyErr_Clear();
         Py_XDECREF(afut);
         Py_XDECREF(loop);
         return;
     }
-    ftp_aio_complete(st, self, afut, loop);
+    outcome = outcome_of(self, &value);
+    ftp_aio_complete(st, outcome, value, afut, loop);
+    Py_XDECREF(value);
 }
 
 /* Runs the done callbacks in the order they were added, then drops them. */
@@ -916,25 +906,6 @@ ftp_future_link_aio(PyObject *self, PyObject *afut, PyObject *loop)
     fut_data *d = FD(self);
     Py_XSETREF(d->aio_future, Py_NewRef(afut));
     Py_XSETREF(d->aio_loop, Py_NewRef(loop));
-}
-
-int
-ftp_future_outcome(PyObject *self, PyObject **value)
-{
-    fut_data *d = FD(self);
-    *value = NULL;
-    if (is_cancelled(d->state)) {
-        return FTP_OUTCOME_CANCELLED;
-    }
-    if (d->state != ST_FINISHED) {
-        return FTP_OUTCOME_PENDING;
-    }
-    if (d->exception != NULL) {
-        *value = Py_NewRef(d->exception);
-        return FTP_OUTCOME_EXCEPTION;
-    }
-    *value = Py_NewRef(d->result ? d->result : Py_None);
-    return FTP_OUTCOME_RESULT;
 }
 
 void

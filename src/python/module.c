@@ -1,75 +1,12 @@
 /*
- * module.c - the fastthreadpool._fastthreadpool extension module:
- * multi-phase initialisation (PEP 489), module state, the exceptions, the
- * constants and the module-level Shutdown() function.
+ * module.c - the fastthreadpool._fastthreadpool extension module, the root
+ * of the binding: multi-phase initialisation (PEP 489), the module state,
+ * the exceptions and constants, and the module-level Shutdown() function.
  *
- * Py_mod_gil is deliberately not declared: parts of the pool's Python-level
- * state (job free list, worker list, map iterators) rely on the GIL.
+ * Py_mod_gil is deliberately not declared yet: parts of the shared state
+ * still rely on the GIL.
  */
-#include "ftp.h"
-#include "executor.h"
-
-PyObject *
-ftp_getattr(PyObject *o, const char *name)
-{
-    PyObject *n = PyUnicode_InternFromString(name), *r;
-
-    if (n == NULL) {
-        return NULL;
-    }
-    r = PyObject_GetAttr(o, n);
-    Py_DECREF(n);
-    return r;
-}
-
-PyObject *
-ftp_call_method_obj(PyObject *o, PyObject *name, PyObject *const *args,
-                    size_t nargs)
-{
-    PyObject *stack[4];
-
-    if (nargs > 3) {
-        PyErr_SetString(PyExc_SystemError, "ftp_call_method: too many args");
-        return NULL;
-    }
-    stack[0] = o;
-    for (size_t i = 0; i < nargs; i++) {
-        stack[i + 1] = args[i];
-    }
-    return PyObject_VectorcallMethod(name, stack, nargs + 1, NULL);
-}
-
-PyObject *
-ftp_call_method(PyObject *o, const char *name, PyObject *const *args,
-                size_t nargs)
-{
-    PyObject *n = PyUnicode_InternFromString(name), *r;
-
-    if (n == NULL) {
-        return NULL;
-    }
-    r = ftp_call_method_obj(o, n, args, nargs);
-    Py_DECREF(n);
-    return r;
-}
-
-ftp_state *
-ftp_state_from_type(PyTypeObject *tp)
-{
-    /* Walk up to the class this module defined (Semaphore may be
-     * subclassed in Python). */
-    for (; tp != NULL; tp = tp->tp_base) {
-        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
-            PyObject *mod = PyType_GetModule(tp);
-            if (mod != NULL && PyModule_GetDef(mod) == &ftp_module_def) {
-                return ftp_get_state(mod);
-            }
-            PyErr_Clear();
-        }
-    }
-    PyErr_SetString(PyExc_SystemError, "fastthreadpool state not found");
-    return NULL;
-}
+#include "pool.h"
 
 PyDoc_STRVAR(shutdown_doc,
 "Shutdown(now=True)\n\n"
@@ -82,7 +19,7 @@ module_shutdown(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"now", NULL};
     ftp_state *st = ftp_get_state(module);
-    PyObject *now_obj = Py_True, *pools;
+    PyObject *now_obj = Py_True, *cores;
     int now;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Shutdown", kwlist,
@@ -93,17 +30,18 @@ module_shutdown(PyObject *module, PyObject *args, PyObject *kwds)
     if (now < 0) {
         return NULL;
     }
-    pools = PySequence_List(st->weakset);
-    if (pools == NULL) {
+    /* The live pools' cores: a Pool dropped with work left is found too. */
+    cores = ftp_workers_live_owners(st, FTP_WORKERS_POOL);
+    if (cores == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pools); i++) {
-        if (ftp_pool_shutdown_all(PyList_GET_ITEM(pools, i), now) < 0) {
-            Py_DECREF(pools);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cores); i++) {
+        if (ftp_core_stop((ftp_core *)PyList_GET_ITEM(cores, i), now) < 0) {
+            Py_DECREF(cores);
             return NULL;
         }
     }
-    Py_DECREF(pools);
+    Py_DECREF(cores);
     Py_RETURN_NONE;
 }
 
@@ -113,41 +51,32 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
-static PyObject *
-import_attr(const char *modname, const char *attr)
+static int
+add_exception(PyObject *module, const char *name, const char *doc,
+              PyObject **out)
 {
-    PyObject *mod = PyImport_ImportModule(modname), *r;
+    char qualname[64];
 
-    if (mod == NULL) {
-        return NULL;
+    PyOS_snprintf(qualname, sizeof(qualname), "fastthreadpool.%s", name);
+    *out = PyErr_NewExceptionWithDoc(qualname, doc, PyExc_Exception, NULL);
+    if (*out == NULL) {
+        return -1;
     }
-    r = ftp_getattr(mod, attr);
-    Py_DECREF(mod);
-    return r;
+    return PyModule_AddObjectRef(module, name, *out);
 }
 
 static int
 module_exec(PyObject *module)
 {
     ftp_state *st = ftp_get_state(module);
-    PyObject *weakset_type;
 
-    st->PoolStopped = PyErr_NewExceptionWithDoc(
-        "fastthreadpool.PoolStopped",
-        "Raised by submissions after shutdown_children() or Shutdown().",
-        PyExc_Exception, NULL);
-    if (st->PoolStopped == NULL
-            || PyModule_AddObjectRef(module, "PoolStopped",
-                                     st->PoolStopped) < 0) {
-        return -1;
-    }
-    st->PoolCallback = PyErr_NewExceptionWithDoc(
-        "fastthreadpool.PoolCallback",
-        "Raised by as_completed() when a pool-level callback consumes "
-        "the results.", PyExc_Exception, NULL);
-    if (st->PoolCallback == NULL
-            || PyModule_AddObjectRef(module, "PoolCallback",
-                                     st->PoolCallback) < 0) {
+    if (add_exception(module, "PoolStopped",
+                      "Raised by submissions after shutdown_children() or "
+                      "Shutdown().", &st->PoolStopped) < 0
+            || add_exception(module, "PoolCallback",
+                             "Raised by as_completed() when a pool-level "
+                             "callback consumes the results.",
+                             &st->PoolCallback) < 0) {
         return -1;
     }
     if (PyModule_AddStringConstant(module, "LOGGER_NAME",
@@ -156,38 +85,33 @@ module_exec(PyObject *module)
                                           FTP_DEFAULT_LOGGING_FORMAT) < 0) {
         return -1;
     }
-    st->thread_type = import_attr("threading", "Thread");
-    st->current_thread = import_attr("threading", "current_thread");
-    st->partial_type = import_attr("functools", "partial");
-    st->format_exception = import_attr("traceback", "format_exception");
-    weakset_type = import_attr("weakref", "WeakSet");
-    if (st->thread_type == NULL || st->current_thread == NULL
+    atomic_init(&st->exiting, 0);
+    atomic_init(&st->executor_counter, 0);
+    st->threading = PyImport_ImportModule("threading");
+    st->current_thread = ftp_import_attr("threading", "current_thread");
+    st->partial_type = ftp_import_attr("functools", "partial");
+    st->format_exception = ftp_import_attr("traceback", "format_exception");
+    st->thread_kwnames = Py_BuildValue("(sss)", "target", "name", "daemon");
+    if (st->threading == NULL || st->current_thread == NULL
             || st->partial_type == NULL || st->format_exception == NULL
-            || weakset_type == NULL) {
-        Py_XDECREF(weakset_type);
+            || st->thread_kwnames == NULL) {
         return -1;
     }
-    st->weakset = PyObject_CallNoArgs(weakset_type);
-    Py_DECREF(weakset_type);
-    if (st->weakset == NULL) {
+#define NAME(field, s) \
+    (st->field = PyUnicode_InternFromString(s)) == NULL
+    if (NAME(str_tnum, "tnum") || NAME(str_start, "start")
+            || NAME(str_join, "join") || NAME(str_is_alive, "is_alive")) {
         return -1;
     }
-    st->str_tnum = PyUnicode_InternFromString("tnum");
-    st->str_start = PyUnicode_InternFromString("start");
-    st->str_join = PyUnicode_InternFromString("join");
-    st->str_remove = PyUnicode_InternFromString("remove");
-    if (st->str_tnum == NULL || st->str_start == NULL
-            || st->str_join == NULL || st->str_remove == NULL) {
-        return -1;
-    }
+#undef NAME
     if (ftp_aio_init(module, st) < 0
             || ftp_semaphore_init_type(module, st) < 0
             || ftp_rq_init_type(module, st) < 0
-            || ftp_timer_init_type(module, st) < 0
-            || ftp_pool_init_types(module, st) < 0) {
+            || ftp_pool_init_types(module, st) < 0
+            || ftp_executor_init_types(module, st) < 0) {
         return -1;
     }
-    return ftp_executor_exec(module);
+    return ftp_workers_exit_init(module, st);
 }
 
 static int
@@ -203,11 +127,10 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->ascompleted_type);
     Py_VISIT(st->PoolStopped);
     Py_VISIT(st->PoolCallback);
-    Py_VISIT(st->thread_type);
+    Py_VISIT(st->threading);
     Py_VISIT(st->current_thread);
     Py_VISIT(st->partial_type);
     Py_VISIT(st->format_exception);
-    Py_VISIT(st->weakset);
     Py_VISIT(st->logger);
     Py_VISIT(st->aio_code);
     Py_VISIT(st->aio_convert);
@@ -228,16 +151,16 @@ module_clear(PyObject *module)
     Py_CLEAR(st->ascompleted_type);
     Py_CLEAR(st->PoolStopped);
     Py_CLEAR(st->PoolCallback);
-    Py_CLEAR(st->thread_type);
+    Py_CLEAR(st->threading);
     Py_CLEAR(st->current_thread);
     Py_CLEAR(st->partial_type);
     Py_CLEAR(st->format_exception);
-    Py_CLEAR(st->weakset);
+    Py_CLEAR(st->thread_kwnames);
     Py_CLEAR(st->logger);
     Py_CLEAR(st->str_tnum);
     Py_CLEAR(st->str_start);
     Py_CLEAR(st->str_join);
-    Py_CLEAR(st->str_remove);
+    Py_CLEAR(st->str_is_alive);
     Py_CLEAR(st->aio_code);
     Py_CLEAR(st->aio_convert);
     Py_CLEAR(st->aio_set_state);

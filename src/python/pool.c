@@ -1,11 +1,11 @@
 /*
  * pool.c - fastthreadpool.Pool, the object users hold: argument parsing,
- * the public methods and attributes.  The machinery it drives (jobs,
- * workers, timers, callback threads) is the core, in poolcore.c.
+ * the public methods and attributes.  What they drive lives in the core
+ * (core.c) and the files of each feature (jobs.c, map.c, timers.c,
+ * callbacks.c, ascompleted.c); see pool.h.
  */
-#include "poolcore.h"
+#include "pool.h"
 
-#include <math.h>
 #include <string.h>
 
 /* Validates a done_callback argument: True/None -> NULL (store), False ->
@@ -148,26 +148,6 @@ setup_logger(ftp_state *st, long level, PyObject **out)
     return 0;
 }
 
-static long
-cpu_count(void)
-{
-    PyObject *os = PyImport_ImportModule("os"), *r;
-    long n = 1;
-
-    if (os == NULL) {
-        PyErr_Clear();
-        return 1;
-    }
-    r = ftp_call_method(os, "cpu_count", NULL, 0);
-    Py_DECREF(os);
-    if (r != NULL && r != Py_None) {
-        n = PyLong_AsLong(r);
-    }
-    Py_XDECREF(r);
-    PyErr_Clear();
-    return n > 0 ? n : 1;
-}
-
 static int
 as_long(PyObject *o, const char *what, long *out)
 {
@@ -204,9 +184,8 @@ pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int result_id = 0, exc_stack = 0, exc_args = 0;
     PyObject *done_max_obj = NULL;
     long maxc = -9999, level = 0, done_max = 0;
+    ftp_core_config cfg;
     ftp_poolobject *self = NULL;
-    ftp_core *core = NULL;
-    PyObject *cnt, *r;
 
     if (st == NULL) {
         return NULL;
@@ -224,10 +203,10 @@ pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (maxc <= -9999) {
-        maxc = cpu_count();
+        maxc = ftp_cpu_count();
     }
     else if (maxc <= 0) {
-        maxc = cpu_count() + maxc;
+        maxc = ftp_cpu_count() + maxc;
     }
     if (maxc <= 0) {
         PyErr_SetString(PyExc_ValueError,
@@ -267,125 +246,67 @@ pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
 
+    memset(&cfg, 0, sizeof(cfg));
     self = (ftp_poolobject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
-    core = PyObject_GC_New(ftp_core, st->core_type);
-    if (core == NULL) {
-        goto error;
-    }
-    /* Zero everything after the object header before anything can fail. */
-    memset((char *)core + sizeof(PyObject), 0,
-           sizeof(*core) - sizeof(PyObject));
-    self->core = core;
-    core->module = Py_NewRef(PyType_GetModule(st->core_type));
-    core->st = st;
-    core->max_children = (unsigned)maxc;
-    core->result_id = result_id;
-    core->exc_stack = exc_stack;
-    core->exc_args = exc_args;
-    core->done_max = done_max > 0 ? done_max : 0;
-    atomic_init(&core->notify_waiters, 0);
-    atomic_init(&core->inflight, 0);
-    PyObject_GC_Track(core);
-
     self->child_name_prefix = Py_NewRef(prefix);
     self->log_level = PyLong_FromLong(level);
     if (self->log_level == NULL) {
         goto error;
     }
+    cfg.max_children = (unsigned)maxc;
     if (prefix == Py_None || PyUnicode_GET_LENGTH(prefix) == 0) {
-        core->prefix = PyUnicode_FromFormat("ThreadPool%zu",
-                                            (size_t)(uintptr_t)self);
+        cfg.prefix = PyUnicode_FromFormat("ThreadPool%zu",
+                                          (size_t)(uintptr_t)self);
     }
     else {
-        core->prefix = Py_NewRef(prefix);
+        cfg.prefix = Py_NewRef(prefix);
     }
-    if (core->prefix == NULL) {
+    cfg.init_args = init_args == Py_None ? PyTuple_New(0)
+                                         : PySequence_Tuple(init_args);
+    if (cfg.prefix == NULL || cfg.init_args == NULL) {
         goto error;
     }
+    /* The attribute shows what was given, () for None. */
+    self->init_args = Py_NewRef(init_args == Py_None ? cfg.init_args
+                                                     : init_args);
     if (init_cb != Py_None) {
-        core->init_callback = Py_NewRef(init_cb);
-    }
-    if (init_args == Py_None) {
-        core->init_args = PyTuple_New(0);
-        self->init_args = Py_NewRef(core->init_args);
-    }
-    else {
-        core->init_args = PySequence_Tuple(init_args);
-        self->init_args = Py_NewRef(init_args);
-    }
-    if (core->init_args == NULL) {
-        goto error;
+        cfg.init_callback = init_cb;
     }
     if (finish_cb != Py_None && PyCallable_Check(finish_cb)) {
-        core->finish_callback = Py_NewRef(finish_cb);
+        cfg.finish_callback = finish_cb;
     }
     if (done_cb == Py_False) {
-        core->default_done = Py_NewRef(Py_False);
+        cfg.store_nothing = 1;
     }
     else if (done_cb != Py_None && PyCallable_Check(done_cb)) {
-        core->done_callback = Py_NewRef(done_cb);
+        cfg.done_callback = done_cb;
     }
     if (failed_cb != Py_None && failed_cb != Py_False) {
-        core->failed_callback = Py_NewRef(failed_cb);
+        cfg.failed_callback = failed_cb;
     }
-    else if (level > 0 && setup_logger(st, level, &core->logger) < 0) {
+    else if (level > 0 && setup_logger(st, level, &cfg.logger) < 0) {
         goto error;
     }
-    core->children = PyList_New(0);
-    core->ended = PyList_New(0);
-    core->timers = PyDict_New();
-    if (core->children == NULL || core->ended == NULL
-        || core->timers == NULL) {
+    cfg.result_id = result_id;
+    cfg.exc_stack = exc_stack;
+    cfg.exc_args = exc_args;
+    cfg.done_max = done_max > 0 ? done_max : 0;
+    self->core = ftp_core_new(st, &cfg);
+    if (self->core == NULL) {
         goto error;
     }
-    cnt = ftp_semaphore_new(st, 0);
-    if (cnt == NULL) {
-        goto error;
-    }
-    core->done = ftp_rq_new(st, cnt);
-    Py_DECREF(cnt);
-    cnt = ftp_semaphore_new(st, 0);
-    if (cnt == NULL) {
-        goto error;
-    }
-    core->failed = ftp_rq_new(st, cnt);
-    Py_DECREF(cnt);
-    if (core->done == NULL || core->failed == NULL) {
-        goto error;
-    }
-    if (ftpool_sem_create(0, &core->notify) != FTPOOL_OK) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    ftp_rq_set_notify(core->done, core->notify, &core->notify_waiters);
-    ftp_rq_set_notify(core->failed, core->notify, &core->notify_waiters);
-    ftp_rq_set_limit(core->done, core->done_max);
-    core->shape.result_id = result_id;
-    core->shape.exc_stack = exc_stack;
-    core->shape.exc_args = exc_args;
-    core->shape.format_exception = st->format_exception;
-    core->shape.failed = core->failed;
-
-    if (core_start_engine(core) < 0) {
-        goto error;
-    }
-    if (core_start_callbacks(core) < 0) {
-        goto error;
-    }
-    {
-        PyObject *arg = (PyObject *)core;
-        r = ftp_call_method(st->weakset, "add", &arg, 1);
-    }
-    if (r == NULL) {
-        goto error;
-    }
-    Py_DECREF(r);
+    Py_DECREF(cfg.prefix);
+    Py_DECREF(cfg.init_args);
+    Py_XDECREF(cfg.logger);
     return (PyObject *)self;
 
 error:
+    Py_XDECREF(cfg.prefix);
+    Py_XDECREF(cfg.init_args);
+    Py_XDECREF(cfg.logger);
     Py_XDECREF(self);
     return NULL;
 }
@@ -403,8 +324,7 @@ pool_release_core(ftp_poolobject *self)
     if (core->pool != NULL) {
         /* Nobody can consume results any more: no done_max throttling.
          * Queued jobs and armed timers hold the core until they have run;
-         * then the core's dealloc destroys the engine pool, which lets the
-         * idle workers go (D9). */
+         * then the core's dealloc lets the idle workers go. */
         ftp_rq_unthrottle(core->done, 1);
     }
     Py_DECREF(core);
@@ -480,14 +400,14 @@ pool_submit(ftp_poolobject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     /* Fast path: submit(fn, *args). */
     if (kwnames == NULL && nargs >= 1) {
-        return core_submit(core, args[0], args + 1, nargs - 1, NULL,
+        return ftp_job_submit(core, args[0], args + 1, nargs - 1, NULL,
                            Py_XNewRef(core->default_done), 0);
     }
     if (split_args("submit", names_fn, 1, args, nargs, kwnames, lead,
                    &start, &kwargs) < 0) {
         return NULL;
     }
-    return core_submit(core, lead[0], args + start, nargs - start, kwargs,
+    return ftp_job_submit(core, lead[0], args + start, nargs - start, kwargs,
                        Py_XNewRef(core->default_done), 0);
 }
 
@@ -511,7 +431,7 @@ submit_done_common(ftp_poolobject *self, const char *name,
         Py_XDECREF(kwargs);
         return NULL;
     }
-    return core_submit(core, lead[0], args + start, nargs - start, kwargs,
+    return ftp_job_submit(core, lead[0], args + start, nargs - start, kwargs,
                        done, flags);
 }
 
@@ -538,7 +458,7 @@ pool_submit_first(ftp_poolobject *self, PyObject *const *args,
         return NULL;
     }
     /* submit_first always stores, as in the original. */
-    return core_submit(core, lead[0], args + start, nargs - start, kwargs,
+    return ftp_job_submit(core, lead[0], args + start, nargs - start, kwargs,
                        NULL, FTPOOL_FRONT);
 }
 
@@ -576,89 +496,27 @@ timer_common(ftp_poolobject *self, const char *name,
     }
     if (what == 0) {            /* submit_later(delay, fn) */
         kind = FTP_TIMER_LATER;
-        if (seconds_to_ns(lead[0], "delay", &delay) < 0) {
+        if (ftp_seconds_to_ns(lead[0], "delay", &delay) < 0) {
             goto fail;
         }
     }
     else if (what == 1) {       /* schedule(interval, fn) */
-        if (seconds_to_ns(lead[0], "interval", &interval) < 0) {
+        if (ftp_seconds_to_ns(lead[0], "interval", &interval) < 0) {
             goto fail;
         }
         delay = interval > 0 ? interval : 0;
     }
     else {                      /* submit_at(_runat, interval, fn) */
-        PyObject *runat = lead[0], *tm, *v;
-        double at, now_wall, now_mono;
-        tm = PyImport_ImportModule("time");
-        if (tm == NULL) {
-            goto fail;
-        }
-        if (PyTuple_Check(runat) && !PyFloat_Check(runat)) {
-            /* time.struct_time (or a 9-tuple): local time. */
-            PyObject *mktime = PyUnicode_FromString("mktime");
-            v = mktime ? PyObject_CallMethodOneArg(tm, mktime, runat)
-                       : NULL;
-            Py_XDECREF(mktime);
-        }
-        else {
-            v = Py_NewRef(runat);
-        }
-        if (v == NULL) {
-            Py_DECREF(tm);
-            goto fail;
-        }
-        if (!PyFloat_Check(v) && !PyLong_Check(v)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "_runat must be a number (time.time()) or a "
-                            "struct_time");
-            Py_DECREF(v);
-            Py_DECREF(tm);
-            goto fail;
-        }
-        at = PyFloat_AsDouble(v);
-        Py_DECREF(v);
-        {
-            PyObject *a = ftp_call_method(tm, "time", NULL, 0);
-            PyObject *b = ftp_call_method(tm, "monotonic", NULL, 0);
-            now_wall = a ? PyFloat_AsDouble(a) : 0;
-            now_mono = b ? PyFloat_AsDouble(b) : 0;
-            Py_XDECREF(a);
-            Py_XDECREF(b);
-        }
-        Py_DECREF(tm);
-        if (PyErr_Occurred()) {
-            goto fail;
-        }
-        if (isnan(at)) {
-            PyErr_SetString(PyExc_ValueError, "_runat has invalid value!");
-            goto fail;
-        }
-        /* Epoch seconds (time.time(), struct_time) as documented; a value
-         * far below the epoch clock but near the monotonic one is
-         * accepted too (code written against the original's clock).  A
-         * second of slack covers struct_time's resolution. */
-        if (at < now_wall - 1.0 && at >= now_mono - 1.0
-                && at < now_mono + 1e8) {
-            at = at - now_mono + now_wall;
-        }
-        if (at < now_wall - 1.0) {
-            PyErr_SetString(PyExc_ValueError, "_runat has invalid value!");
-            goto fail;
-        }
-        if (at - now_wall > 9e9) {
-            PyErr_SetString(PyExc_ValueError, "_runat is out of range");
-            goto fail;
-        }
-        delay = (int64_t)((at - now_wall) * FTP_NS_PER_SEC);
-        if (seconds_to_ns(lead[1], "interval", &interval) < 0) {
+        if (ftp_timer_delay_until(lead[0], &delay) < 0
+                || ftp_seconds_to_ns(lead[1], "interval", &interval) < 0) {
             goto fail;
         }
     }
     if (!has_done) {
         done = NULL;    /* the timer variants without _done store */
     }
-    return core_timer(core, kind, delay, interval, fn, args + start,
-                      nargs - start, kwargs, done);
+    return ftp_timer_arm(core, kind, delay, interval, fn, args + start,
+                         nargs - start, kwargs, done);
 
 fail:
     Py_XDECREF(done);
@@ -723,14 +581,14 @@ pool_map(ftp_poolobject *self, PyObject *args, PyObject *kwds)
                              "unpack_args", NULL};
     ftp_core *core = pool_core(self);
     PyObject *fn, *itr, *done_cb = Py_True, *direct = Py_True;
-    PyObject *unpack = Py_None, *done, *iter;
-    ftp_map *m;
-    Py_ssize_t hint;
-    unsigned k;
+    PyObject *unpack = Py_None, *done;
+    int unpack_mode = -1;
 
     if (core == NULL) {
         return NULL;
     }
+    /* `direct` is accepted for compatibility: both of the original's modes
+     * run as pool jobs sharing one iterator. */
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OOO:map", kwlist, &fn,
                                      &itr, &done_cb, &direct, &unpack)) {
         return NULL;
@@ -744,96 +602,16 @@ pool_map(ftp_poolobject *self, PyObject *args, PyObject *kwds)
                      Py_TYPE(fn)->tp_name);
         return NULL;
     }
+    if (unpack != Py_None) {
+        unpack_mode = PyObject_IsTrue(unpack);
+        if (unpack_mode < 0) {
+            return NULL;
+        }
+    }
     if (parse_done(done_cb, &done) < 0) {
         return NULL;
     }
-    if (core->cb_restart && core_check_callbacks(core) < 0) {
-        Py_XDECREF(done);
-        return NULL;
-    }
-    hint = PyObject_LengthHint(itr, -1);
-    if (hint < 0 && PyErr_Occurred()) {
-        PyErr_Clear();
-    }
-    iter = PyObject_GetIter(itr);
-    if (iter == NULL) {
-        Py_XDECREF(done);
-        return NULL;
-    }
-    if (hint == 0) {
-        Py_DECREF(iter);
-        Py_XDECREF(done);
-        Py_RETURN_NONE;
-    }
-    m = PyMem_RawCalloc(1, sizeof(*m));
-    if (m == NULL || (m->pull_lock = PyThread_allocate_lock()) == NULL) {
-        PyMem_RawFree(m);
-        Py_DECREF(iter);
-        Py_XDECREF(done);
-        return PyErr_NoMemory();
-    }
-    m->kind = FTP_KIND_MAP;
-    m->core = (ftp_core *)Py_NewRef((PyObject *)core);
-    m->fn = Py_NewRef(fn);
-    m->iter = iter;
-    m->done = done;
-    m->is_gen = is_generator_function(core->st, fn);
-    if (unpack == Py_None) {
-        m->unpack = -1;
-    }
-    else {
-        int u = PyObject_IsTrue(unpack);
-        if (u < 0) {
-            m->users = 1;
-            map_release(m);
-            return NULL;
-        }
-        m->unpack = u;
-    }
-    /* A few engine jobs share the iterator; never more than max_children
-     * (D6), and not more than the chunks there are. */
-    k = core->max_children;
-    m->chunk = 16;
-    if (hint > 0) {
-        if ((Py_ssize_t)k > hint) {
-            k = (unsigned)hint;
-        }
-        /* About four chunks per job: small maps still spread over the
-         * workers, large ones pay for the shared iterator rarely. */
-        m->chunk = hint / (4 * (Py_ssize_t)k);
-        if (m->chunk < 1) {
-            m->chunk = 1;
-        }
-        if (m->chunk > FTP_MAP_CHUNK) {
-            m->chunk = FTP_MAP_CHUNK;
-        }
-    }
-    m->users = 1;   /* ours, until every job is queued */
-    for (unsigned i = 0; i < k; i++) {
-        int rc;
-        m->users++;
-        core_inflight_add(core, 1);
-        rc = ftpool_submit_ex(core->pool, map_run, map_drop, m, 0, NULL);
-        if (rc == FTPOOL_ESPAWN) {
-            if (PyErr_Occurred()) {
-                map_release(m);
-                return NULL;
-            }
-            continue;
-        }
-        if (rc != FTPOOL_OK) {
-            m->users--;
-            core_inflight_add(core, -1);
-            if (i == 0) {
-                map_release(m);
-                raise_engine_error(core, rc);
-                return NULL;
-            }
-            break;
-        }
-    }
-    map_release(m);
-    Py_RETURN_NONE;
+    return ftp_map_submit(core, fn, itr, done, unpack_mode);
 }
 
 /* ---- as_completed ------------------------------------------------------- */
@@ -845,7 +623,6 @@ pool_as_completed(ftp_poolobject *self, PyObject *args, PyObject *kwds)
     ftp_core *core = pool_core(self);
     PyObject *wait = Py_None;
     Py_ssize_t cnt_max = 0;
-    ftp_acobject *ac;
 
     if (core == NULL) {
         return NULL;
@@ -854,39 +631,9 @@ pool_as_completed(ftp_poolobject *self, PyObject *args, PyObject *kwds)
                                      &wait, &cnt_max)) {
         return NULL;
     }
-    ac = PyObject_GC_New(ftp_acobject, core->st->ascompleted_type);
-    if (ac == NULL) {
-        return NULL;
-    }
-    ac->core = (ftp_core *)Py_NewRef((PyObject *)core);
-    ac->started = ac->finished = 0;
-    ac->cnt_max = cnt_max;
-    ac->yielded = 0;
-    ac->wait = 0;
-    ac->deadline = -1;
-    if (wait == Py_None || wait == Py_True) {
-        ac->mode = 1;           /* wait for all (D19) */
-    }
-    else if (wait == Py_False) {
-        ac->mode = 0;
-    }
-    else {
-        double w = PyFloat_AsDouble(wait);
-        if (w == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(ac);
-            return NULL;
-        }
-        if (isnan(w)) {
-            Py_DECREF(ac);
-            PyErr_SetString(PyExc_ValueError, "wait must not be NaN");
-            return NULL;
-        }
-        ac->mode = w > 0 ? 2 : 0;
-        ac->wait = w;
-    }
-    PyObject_GC_Track(ac);
-    return (PyObject *)ac;
+    return ftp_ac_new(core, wait, cnt_max);
 }
+
 /* ---- cancel / clear / shutdown ------------------------------------------ */
 
 static PyObject *
@@ -909,7 +656,7 @@ pool_cancel(ftp_poolobject *self, PyObject *args, PyObject *kwds)
     else if (PyObject_TypeCheck(timer, core->st->timer_type)) {
         ftp_timerobject *h = (ftp_timerobject *)timer;
         if (h->core == (PyObject *)core) {
-            ftp_core_cancel_timer((PyObject *)core, h);
+            ftp_timer_cancel(core, h);
         }
     }
     else if (timer != Py_None && timer != Py_False) {
@@ -953,12 +700,13 @@ pool_clear_meth(ftp_poolobject *self, PyObject *unused)
     ftpool_cancel_all(core->pool);
     if (core->children_stopped) {
         core->children_stopped = 0;
-        if (core_kick(core) < 0) {
+        if (ftp_core_kick(core) < 0) {
             return NULL;
         }
     }
     /* Entries on their way to a pool-level callback are not taken away
-     * from it (D3, D4, D10): only a queue nobody consumes is emptied. */
+     * from it (every result reaches its callback): only a queue nobody
+     * consumes is emptied. */
     if (core->done_callback == NULL) {
         ftp_rq_clear(core->done);
     }
@@ -977,7 +725,7 @@ pool_shutdown_children(ftp_poolobject *self, PyObject *unused)
         return NULL;
     }
     /* Refuse new jobs; workers leave after their current job and the
-     * queued ones stay queued (D17: nothing is dropped silently). */
+     * queued ones stay queued (nothing is dropped silently). */
     ftpool_close(core->pool);
     ftpool_shutdown(core->pool, FTPOOL_SHUTDOWN_SOON);
     ftp_rq_unthrottle(core->done, 1);
@@ -993,10 +741,10 @@ shutdown_until(ftp_poolobject *self, PyObject *timeout, int soon)
     int64_t deadline;
     int rc;
 
-    if (core == NULL || parse_deadline(timeout, &deadline) < 0) {
+    if (core == NULL || ftp_parse_deadline(timeout, &deadline) < 0) {
         return NULL;
     }
-    rc = core_shutdown(core, deadline, soon);
+    rc = ftp_core_shutdown(core, deadline, soon);
     if (rc < 0) {
         return NULL;
     }
@@ -1045,10 +793,10 @@ pool_wait_idle(ftp_poolobject *self, PyObject *args, PyObject *kwds)
                                      &timeout)) {
         return NULL;
     }
-    if (parse_deadline(timeout, &deadline) < 0) {
+    if (ftp_parse_deadline(timeout, &deadline) < 0) {
         return NULL;
     }
-    rc = core_wait(core, ftpool_wait_idle, deadline);
+    rc = ftp_core_wait(core, 0, deadline);
     if (rc == -2) {
         PyErr_SetString(PyExc_RuntimeError,
                         "wait_idle() from a job of the same pool would "
@@ -1066,7 +814,9 @@ pool_cleanup_children(ftp_poolobject *self, PyObject *unused)
 {
     ftp_core *core = pool_core(self);
 
-    if (core == NULL || forget_ended_threads(core->children) < 0) {
+    if (core == NULL
+            || ftp_forget_ended_threads(core->st, core->workers->w.threads)
+               < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1086,7 +836,7 @@ pool_exit(ftp_poolobject *self, PyObject *args)
     if (core == NULL) {
         return NULL;
     }
-    if (core_shutdown(core, -1, 0) < 0) {
+    if (ftp_core_shutdown(core, -1, 0) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1102,19 +852,23 @@ pool_exit(ftp_poolobject *self, PyObject *args)
 static PyObject *
 get_alive(ftp_poolobject *self, void *c)
 {
+    PyObject *threads;
     Py_ssize_t n = 0;
     CORE_OR_NULL(self)
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(core->children); i++) {
-        PyObject *r = ftp_call_method(PyList_GET_ITEM(core->children, i),
-                                      "is_alive", NULL, 0);
-        int a;
-        if (r == NULL) {
+
+    threads = PySequence_Tuple(core->workers->w.threads);
+    if (threads == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(threads); i++) {
+        int a = ftp_thread_is_alive(core->st, PyTuple_GET_ITEM(threads, i));
+        if (a < 0) {
+            Py_DECREF(threads);
             return NULL;
         }
-        a = PyObject_IsTrue(r);
-        Py_DECREF(r);
-        n += a > 0;
+        n += a;
     }
+    Py_DECREF(threads);
     return PyLong_FromSsize_t(n);
 }
 
@@ -1138,12 +892,12 @@ typedef struct {
     void **items;
     size_t n, cap;
     int oom;
-} visit_ctx;
+} queued_args;
 
 static void
-visit_queued(void *arg, uint64_t id, void *ctx_)
+collect_queued(void *arg, uint64_t id, void *ctx_)
 {
-    visit_ctx *ctx = ctx_;
+    queued_args *ctx = ctx_;
 
     if (ctx->n == ctx->cap) {
         size_t cap = ctx->cap ? ctx->cap * 2 : 64;
@@ -1159,32 +913,46 @@ visit_queued(void *arg, uint64_t id, void *ctx_)
 }
 
 static PyObject *
-new_deque(ftp_core *core, PyObject *list)
-{
-    PyObject *collections = PyImport_ImportModule("collections"), *d;
-
-    if (collections == NULL) {
-        return NULL;
-    }
-    d = ftp_call_method(collections, "deque", &list, 1);
-    Py_DECREF(collections);
-    return d;
-}
-
-static PyObject *
 done_mode_obj(PyObject *done)
 {
     return Py_NewRef(done == NULL ? Py_True : done);
 }
 
+/* Pool.jobs entry of a queued plain job or map job. */
+static PyObject *
+job_entry(void *arg)
+{
+    int kind = *(int *)arg;
+    PyObject *dm, *entry = NULL;
+
+    if (kind == FTP_KIND_JOB) {
+        ftp_job *j = arg;
+        PyObject *a = ftp_job_args_tuple(j);
+        PyObject *k = j->kwargs ? PyDict_Copy(j->kwargs) : PyDict_New();
+        dm = done_mode_obj(j->done);
+        if (a && k) {
+            entry = PyTuple_Pack(4, j->fn, dm, a, k);
+        }
+        Py_XDECREF(a);
+        Py_XDECREF(k);
+    }
+    else {
+        ftp_map *m = arg;
+        dm = done_mode_obj(m->done);
+        entry = Py_BuildValue("(OO(){})", m->fn, dm);
+    }
+    Py_DECREF(dm);
+    return entry;
+}
+
 static PyObject *
 get_jobs(ftp_poolobject *self, void *c)
 {
-    visit_ctx ctx = {NULL, 0, 0, 0};
+    queued_args ctx = {NULL, 0, 0, 0};
     PyObject *list, *d;
     CORE_OR_NULL(self)
 
-    ftpool_foreach_queued(core->pool, visit_queued, &ctx);
+    ftpool_foreach_queued(core->pool, collect_queued, &ctx);
     if (ctx.oom) {
         PyMem_RawFree(ctx.items);
         return PyErr_NoMemory();
@@ -1194,38 +962,12 @@ get_jobs(ftp_poolobject *self, void *c)
     list = PyList_New(0);
     for (size_t i = 0; list != NULL && i < ctx.n; i++) {
         int kind = *(int *)ctx.items[i];
-        PyObject *entry = NULL;
-        if (kind == FTP_KIND_JOB) {
-            ftp_job *j = ctx.items[i];
-            PyObject *a = job_args_tuple(j);
-            PyObject *k = j->kwargs ? PyDict_Copy(j->kwargs) : PyDict_New();
-            PyObject *dm = done_mode_obj(j->done);
-            if (a && k) {
-                entry = PyTuple_Pack(4, j->fn, dm, a, k);
-            }
-            Py_XDECREF(a);
-            Py_XDECREF(k);
-            Py_DECREF(dm);
-        }
-        else if (kind == FTP_KIND_NOP) {
+        PyObject *entry;
+        if (kind == FTP_KIND_NOP) {
             continue;
         }
-        else if (kind == FTP_KIND_MAP) {
-            ftp_map *m = ctx.items[i];
-            PyObject *dm = done_mode_obj(m->done);
-            entry = Py_BuildValue("(OO(){})", m->fn, dm);
-            Py_DECREF(dm);
-        }
-        else {
-            ftp_timer *t = ctx.items[i];
-            PyObject *k = t->kwargs ? PyDict_Copy(t->kwargs) : PyDict_New();
-            PyObject *dm = done_mode_obj(t->done);
-            if (k) {
-                entry = PyTuple_Pack(4, t->fn, dm, t->args, k);
-            }
-            Py_XDECREF(k);
-            Py_DECREF(dm);
-        }
+        entry = kind == FTP_KIND_TIMER ? ftp_timer_job_entry(ctx.items[i])
+                                       : job_entry(ctx.items[i]);
         if (entry == NULL || PyList_Append(list, entry) < 0) {
             Py_CLEAR(list);
         }
@@ -1235,7 +977,10 @@ get_jobs(ftp_poolobject *self, void *c)
     if (list == NULL) {
         return NULL;
     }
-    d = new_deque(core, list);
+    d = ftp_import_attr("collections", "deque");
+    if (d != NULL) {
+        Py_SETREF(d, PyObject_CallOneArg(d, list));
+    }
     Py_DECREF(list);
     return d;
 }
@@ -1272,66 +1017,28 @@ static PyObject *
 get_children(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return PySequence_Tuple(core->children);
+    return PySequence_Tuple(core->workers->w.threads);
 }
 
 static PyObject *
 get_child_cnt(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return PyLong_FromSsize_t(PyList_GET_SIZE(core->children));
-}
-
-/* A deque of the handles of one kind of timer that will still run: a
- * one-shot timer leaves it once it fires (its job is queued). */
-static PyObject *
-timers_of_kind(ftp_core *core, int kind)
-{
-    PyObject *list = PyList_New(0), *key, *value, *d;
-    visit_ctx ctx = {NULL, 0, 0, 0};
-    Py_ssize_t pos = 0;
-
-    if (list == NULL) {
-        return NULL;
-    }
-    ftpool_foreach_queued(core->pool, visit_queued, &ctx);
-    while (PyDict_Next(core->timers, &pos, &key, &value)) {
-        ftp_timerobject *h = (ftp_timerobject *)value;
-        ftp_timer *t = h->timer;
-        int fired = 0;
-        if (h->kind != kind || !h->active) {
-            continue;
-        }
-        if (t != NULL && t->oneshot) {
-            fired = t->fired;
-            for (size_t i = 0; !fired && i < ctx.n; i++) {
-                fired = ctx.items[i] == (void *)t;
-            }
-        }
-        if (!fired && PyList_Append(list, value) < 0) {
-            PyMem_RawFree(ctx.items);
-            Py_DECREF(list);
-            return NULL;
-        }
-    }
-    PyMem_RawFree(ctx.items);
-    d = new_deque(core, list);
-    Py_DECREF(list);
-    return d;
+    return PyLong_FromSsize_t(PyList_GET_SIZE(core->workers->w.threads));
 }
 
 static PyObject *
 get_delayed(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return timers_of_kind(core, FTP_TIMER_LATER);
+    return ftp_timer_handles(core, FTP_TIMER_LATER);
 }
 
 static PyObject *
 get_scheduled(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return timers_of_kind(core, FTP_TIMER_SCHEDULE);
+    return ftp_timer_handles(core, FTP_TIMER_SCHEDULE);
 }
 
 static PyObject *
@@ -1377,14 +1084,14 @@ static PyObject *
 get_init_callback(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return opt_obj(core->init_callback);
+    return opt_obj(core->workers->init_callback);
 }
 
 static PyObject *
 get_finish_callback(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return opt_obj(core->finish_callback);
+    return opt_obj(core->workers->finish_callback);
 }
 
 static PyObject *
@@ -1415,14 +1122,14 @@ static PyObject *
 get_exc_stack(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return PyBool_FromLong(core->exc_stack);
+    return PyBool_FromLong(core->fail.exc_stack);
 }
 
 static PyObject *
 get_exc_args(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return PyBool_FromLong(core->exc_args);
+    return PyBool_FromLong(core->fail.exc_args);
 }
 
 static PyObject *
@@ -1560,6 +1267,7 @@ int
 ftp_pool_init_types(PyObject *module, ftp_state *st)
 {
     if (ftp_core_init_type(module, st) < 0
+            || ftp_timer_init_type(module, st) < 0
             || ftp_ac_init_type(module, st) < 0) {
         return -1;
     }

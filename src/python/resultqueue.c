@@ -8,14 +8,13 @@
  *
  * - a counting Semaphore (Pool.done_cnt / Pool.failed_cnt) whose value is
  *   the number of entries not yet consumed: every push releases one permit
- *   and every removal takes one, whoever removes (D8, D19);
+ *   and every removal takes one, whoever removes;
  * - done_max throttling: a producer that filled the queue up to its limit
  *   waits until some consumer removes an entry, however it removes it.
  *
- * The entries live in a ring buffer guarded by a spin lock.  Critical
- * sections are a few loads and stores (never Python code, never a
- * reference drop that could run a finalizer), so a spin lock is cheaper
- * than a mutex here; with the GIL it is never even contended.
+ * The entries live in a ring buffer guarded by `lock` (an ftp_mutex: the
+ * GIL with the GIL).  Critical sections are a few loads and stores, never
+ * Python code, never a reference drop that could run a finalizer.
  */
 #include "ftp.h"
 
@@ -27,8 +26,7 @@
 
 struct ftp_rqobject {
     PyObject_HEAD
-    /* Guards buf, cap, head and len. */
-    atomic_flag lock;
+    ftp_mutex lock;          /* guards buf, cap, head and len */
     PyObject **buf;          /* ring buffer of cap slots (power of two) */
     Py_ssize_t cap;
     Py_ssize_t head;         /* index of the oldest entry */
@@ -48,16 +46,13 @@ struct ftp_rqobject {
 static inline void
 rq_lock(ftp_rqobject *q)
 {
-    while (atomic_flag_test_and_set_explicit(&q->lock,
-                                             memory_order_acquire)) {
-        /* Only reachable without the GIL (free-threaded builds). */
-    }
+    ftp_lock(&q->lock);
 }
 
 static inline void
 rq_unlock(ftp_rqobject *q)
 {
-    atomic_flag_clear_explicit(&q->lock, memory_order_release);
+    ftp_unlock(&q->lock);
 }
 
 /* Makes room for `extra` more entries.  Called with the lock held; only
@@ -264,11 +259,11 @@ ftp_rq_set_limit(ftp_rqobject *q, Py_ssize_t max)
     q->limit = max;
 }
 
-int
+void
 ftp_rq_throttle(ftp_rqobject *q)
 {
     if (q->limit <= 0) {
-        return 0;
+        return;
     }
     /* Announce the wait before checking, so that a consumer removing an
      * entry right after our check sees us and releases `space`. */
@@ -280,7 +275,6 @@ ftp_rq_throttle(ftp_rqobject *q)
         Py_END_ALLOW_THREADS
     }
     atomic_fetch_sub(&q->space_waiters, 1);
-    return 0;
 }
 
 void
@@ -348,7 +342,6 @@ ftp_rq_new(ftp_state *st, PyObject *cnt)
     if (q == NULL) {
         return NULL;
     }
-    atomic_flag_clear(&q->lock);
     q->cnt = Py_NewRef(cnt);
     q->sem = ((ftp_semobject *)cnt)->sem;
     atomic_init(&q->space_waiters, 0);
@@ -408,7 +401,8 @@ rq_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int
 rq_traverse(ftp_rqobject *q, visitproc visit, void *arg)
 {
-    /* Runs with the GIL held: every producer and consumer holds it too. */
+    /* Producers and consumers hold the GIL, or (free-threaded) are stopped
+     * outside their critical sections while the collector runs. */
     for (Py_ssize_t i = 0; i < q->len; i++) {
         Py_VISIT(q->buf[(q->head + i) & (q->cap - 1)]);
     }

@@ -10,42 +10,24 @@
 
 #include <math.h>
 
-/* A blocked acquire wakes at least this often to run signal handlers. */
-#define FTP_SIGNAL_SLICE_NS 50000000LL
+static int
+sem_acquire_for(void *sem, int64_t ns)
+{
+    return ftpool_sem_acquire(sem, ns);
+}
 
 int
 ftp_sem_wait(ftpool_sem_t *sem, int64_t timeout_ns)
 {
-    int64_t deadline = timeout_ns < 0 ? -1 : ftpool_now_ns() + timeout_ns;
+    int rc;
 
     if (ftpool_sem_try_acquire(sem) == FTPOOL_OK) {
         return 1;
     }
-    for (;;) {
-        int64_t slice = FTP_SIGNAL_SLICE_NS;
-        int rc;
-
-        if (deadline >= 0) {
-            int64_t left = deadline - ftpool_now_ns();
-            if (left <= 0) {
-                return 0;
-            }
-            if (left < slice) {
-                slice = left;
-            }
-        }
-        Py_BEGIN_ALLOW_THREADS
-        rc = ftpool_sem_acquire(sem, slice);
-        Py_END_ALLOW_THREADS
-        if (rc == FTPOOL_OK) {
-            return 1;
-        }
-        /* Timed out this slice: run signal handlers (which may raise
-         * KeyboardInterrupt), then recompute what is left. */
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
-        }
-    }
+    rc = ftp_wait_sliced(sem_acquire_for, sem,
+                         timeout_ns < 0 ? -1
+                                        : ftpool_now_ns() + timeout_ns);
+    return rc < 0 ? -1 : rc;
 }
 
 /* Converts a user timeout in seconds (None or -1: forever) to ns.
