@@ -80,6 +80,19 @@ resolve(ftp_state *st)
     return 0;
 }
 
+/* run_in_executor's code object once resolved (set once, then fixed), or
+ * NULL. */
+static PyObject *
+aio_code(ftp_state *st)
+{
+    PyObject *code;
+
+    ftp_lock(&st->aio_lock);
+    code = st->aio_code;
+    ftp_unlock(&st->aio_lock);
+    return code;
+}
+
 /* The frame's local `self`: a new reference, or NULL with an exception. */
 static PyObject *
 frame_self(PyFrameObject *frame)
@@ -120,10 +133,10 @@ caller_loop(PyTypeObject *executor_type, ftp_state **stp)
         PyErr_Clear();
         goto done;
     }
-    if (st->aio_code == NULL && resolve(st) < 0) {
+    if (aio_code(st) == NULL && resolve(st) < 0) {
         goto done;
     }
-    if ((PyObject *)code == st->aio_code) {
+    if ((PyObject *)code == aio_code(st)) {
         loop = frame_self(frame);
         if (loop == NULL) {
             PyErr_Clear();

@@ -6,17 +6,19 @@
 
 #include <math.h>
 
+/* Several threads may consume one iterator: each item goes to one of
+ * them, and together they get at most cnt_max. */
 typedef struct {
     PyObject_HEAD
     ftp_core *core;
-    int started;
-    int finished;
+    atomic_int started;         /* the first next() has done its checks */
+    atomic_int finished;
     int mode;                   /* 0: one pass, 1: until idle, 2: until
                                    the deadline */
     double wait;
-    int64_t deadline;
+    int64_t deadline;           /* set by the first next() */
     Py_ssize_t cnt_max;
-    Py_ssize_t yielded;
+    atomic_llong yielded;       /* counted only with cnt_max > 0 */
 } ftp_acobject;
 
 enum { AC_ONE_PASS = 0, AC_UNTIL_IDLE = 1, AC_UNTIL_DEADLINE = 2 };
@@ -47,9 +49,10 @@ ftp_ac_new(ftp_core *core, PyObject *wait, Py_ssize_t cnt_max)
         return NULL;
     }
     ac->core = (ftp_core *)Py_NewRef((PyObject *)core);
-    ac->started = ac->finished = 0;
+    atomic_init(&ac->started, 0);
+    atomic_init(&ac->finished, 0);
     ac->cnt_max = cnt_max;
-    ac->yielded = 0;
+    atomic_init(&ac->yielded, 0);
     ac->wait = w;
     ac->mode = mode;
     ac->deadline = -1;
@@ -85,26 +88,59 @@ ac_start(ftp_acobject *ac)
     return 0;
 }
 
+/* The first next(), in whichever thread comes first: 0, or -1 (the
+ * iteration ended, with an exception set in this thread if it was the
+ * one that failed the checks). */
+static int
+ac_first(ftp_acobject *ac)
+{
+    int failed = 0;
+
+    Py_BEGIN_CRITICAL_SECTION(ac);
+    if (!atomic_load(&ac->started)) {
+        if (ac_start(ac) < 0) {
+            failed = 1;
+            ftp_store_int(&ac->finished, 1);
+        }
+        atomic_store(&ac->started, 1);
+    }
+    Py_END_CRITICAL_SECTION();
+    return failed || ftp_load_int(&ac->finished) ? -1 : 0;
+}
+
+/* Takes one of the cnt_max items for this thread: 1, or 0 if none is
+ * left. */
+static int
+ac_reserve(ftp_acobject *ac)
+{
+    long long y = atomic_load(&ac->yielded);
+
+    do {
+        if (y >= ac->cnt_max) {
+            return 0;
+        }
+    } while (!atomic_compare_exchange_weak(&ac->yielded, &y, y + 1));
+    return 1;
+}
+
 static PyObject *
 ac_next(ftp_acobject *ac)
 {
     ftp_core *core = ac->core;
+    int limited = ac->cnt_max > 0;
 
-    if (ac->finished) {
+    if (ftp_load_int(&ac->finished)) {
         return NULL;
     }
-    if (!ac->started) {
-        ac->started = 1;
-        if (ac_start(ac) < 0) {
-            ac->finished = 1;
-            return NULL;
-        }
+    if (!atomic_load(&ac->started) && ac_first(ac) < 0) {
+        return NULL;
     }
     for (;;) {
         PyObject *item;
         int idle;
 
-        if (ac->cnt_max > 0 && ac->yielded >= ac->cnt_max) {
+        if (ftp_load_int(&ac->finished)
+                || (limited && !ac_reserve(ac))) {
             break;
         }
         idle = ftp_core_idle(core);
@@ -113,8 +149,10 @@ ac_next(ftp_acobject *ac)
             item = ftp_rq_popleft(core->failed);
         }
         if (item != NULL) {
-            ac->yielded++;
             return item;
+        }
+        if (limited) {
+            atomic_fetch_sub(&ac->yielded, 1);
         }
         /* Both queues were empty after the pool was seen idle: every
          * result has been handed out. */
@@ -136,12 +174,12 @@ ac_next(ftp_acobject *ac)
                 return NULL;
             }
         }
+        /* Wake-ups are not drained: with several consumers one of them
+         * could take another's and leave it asleep.  A stale one costs a
+         * loop. */
         atomic_fetch_sub(&core->notify_waiters, 1);
-        /* Drop stale wake-ups that piled up while we waited. */
-        while (ftpool_sem_try_acquire(core->notify) == FTPOOL_OK) {
-        }
     }
-    ac->finished = 1;
+    ftp_store_int(&ac->finished, 1);
     return NULL;
 }
 
@@ -167,7 +205,7 @@ ac_dealloc(ftp_acobject *ac)
 static int
 ac_clear(ftp_acobject *ac)
 {
-    ac->finished = 1;
+    ftp_store_int(&ac->finished, 1);
     return 0;
 }
 

@@ -106,9 +106,11 @@ static PyMethodDef callback_thread_def = {
     "_callback_thread", (PyCFunction)callback_thread_main, METH_O, NULL
 };
 
-/* Starts one callback thread.  0 or -1. */
+/* Starts one callback thread; its context and Thread in *ctx_out and
+ * *thread_out.  0 or -1. */
 static int
-start_thread(ftp_core *core, int failed)
+start_thread(ftp_core *core, int failed, ftp_cbctx **ctx_out,
+             PyObject **thread_out)
 {
     static const char *names[2] = {"ThreadPoolDone", "ThreadPoolFailed"};
     ftp_cbctx *ctx;
@@ -161,39 +163,83 @@ start_thread(ftp_core *core, int failed)
     }
     Py_DECREF(r);
     /* From here on the thread owns ctx. */
-    core->cbctx[failed] = ctx;
-    Py_XSETREF(core->cbthread[failed], t);
+    *ctx_out = ctx;
+    *thread_out = t;
     return 0;
+}
+
+/* Which callback threads the settings ask for: bit 0 done, bit 1 failed. */
+static int
+wanted(ftp_core *core)
+{
+    return (core->done_callback != NULL)
+           | ((core->failed_callback != NULL || core->logger != NULL) << 1);
 }
 
 int
 ftp_callbacks_start(ftp_core *core)
 {
-    core->cb_restart = 0;
-    if (core->done_callback != NULL && core->cbctx[0] == NULL
-            && start_thread(core, 0) < 0) {
-        return -1;
+    int missing = 0, rc = 0;
+
+    /* One thread starts them at a time (cb_busy); starting runs Python
+     * code, so it happens outside the lock.  A submission that finds them
+     * being started goes on: its result waits in the queue. */
+    ftp_lock(&core->cb_lock);
+    if (!core->cb_busy) {
+        ftp_store_int(&core->cb_restart, 0);
+        for (int i = 0; i < 2; i++) {
+            if ((wanted(core) & (1 << i)) && core->cbctx[i] == NULL) {
+                missing |= 1 << i;
+            }
+        }
+        core->cb_busy = missing != 0;
     }
-    if ((core->failed_callback != NULL || core->logger != NULL)
-            && core->cbctx[1] == NULL
-            && start_thread(core, 1) < 0) {
-        return -1;
+    ftp_unlock(&core->cb_lock);
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        ftp_cbctx *ctx;
+        PyObject *t, *old;
+        if (!(missing & (1 << i))) {
+            continue;
+        }
+        rc = start_thread(core, i, &ctx, &t);
+        if (rc == 0) {
+            ftp_lock(&core->cb_lock);
+            core->cbctx[i] = ctx;
+            old = core->cbthread[i];
+            core->cbthread[i] = t;
+            ftp_unlock(&core->cb_lock);
+            Py_XDECREF(old);
+        }
     }
-    return 0;
+    if (missing) {
+        ftp_lock(&core->cb_lock);
+        core->cb_busy = 0;
+        ftp_unlock(&core->cb_lock);
+    }
+    return rc;
 }
 
 void
 ftp_callbacks_stop(ftp_core *core)
 {
+    ftp_cbctx *ctx[2];
+    ftpool_sem_t *sem[2] = {NULL, NULL};
+
+    ftp_lock(&core->cb_lock);
     for (int i = 0; i < 2; i++) {
-        ftp_cbctx *ctx = core->cbctx[i];
-        if (ctx != NULL) {
-            /* The thread frees ctx once it sees `stop`: read what is needed
-             * first.  The queue (and its counter) belong to the core too. */
-            ftpool_sem_t *sem = ftp_rq_counter(ctx->q);
-            core->cbctx[i] = NULL;
-            atomic_store(&ctx->stop, 1);
-            ftpool_sem_release(sem, 1);
+        ctx[i] = core->cbctx[i];
+        core->cbctx[i] = NULL;
+        if (ctx[i] != NULL) {
+            /* The queue's counter belongs to the core too; ctx is the
+             * thread's as soon as it sees `stop`. */
+            sem[i] = ftp_rq_counter(ctx[i]->q);
+        }
+    }
+    ftp_unlock(&core->cb_lock);
+    for (int i = 0; i < 2; i++) {
+        if (ctx[i] != NULL) {
+            atomic_store(&ctx[i]->stop, 1);
+            ftpool_sem_release(sem[i], 1);
         }
     }
 }
@@ -201,26 +247,40 @@ ftp_callbacks_stop(ftp_core *core)
 int
 ftp_callbacks_join(ftp_core *core, int64_t deadline)
 {
-    if (core->cbthread[0] == NULL && core->cbthread[1] == NULL) {
+    PyObject *t[2];
+
+    ftp_lock(&core->cb_lock);
+    t[0] = Py_XNewRef(core->cbthread[0]);
+    t[1] = Py_XNewRef(core->cbthread[1]);
+    ftp_unlock(&core->cb_lock);
+    if (t[0] == NULL && t[1] == NULL) {
         return 1;
     }
     ftp_callbacks_stop(core);
     for (int i = 0; i < 2; i++) {
-        PyObject *t = core->cbthread[i];
+        PyObject *old = NULL;
         int rc;
-        if (t == NULL) {
+        if (t[i] == NULL) {
             continue;
         }
-        Py_INCREF(t);
-        rc = ftp_join_thread(core->st, t, deadline);
-        if (rc == 1 && core->cbthread[i] == t) {
-            Py_CLEAR(core->cbthread[i]);
+        rc = ftp_join_thread(core->st, t[i], deadline);
+        if (rc == 1) {
+            ftp_lock(&core->cb_lock);
+            if (core->cbthread[i] == t[i]) {
+                old = core->cbthread[i];
+                core->cbthread[i] = NULL;
+            }
+            ftp_unlock(&core->cb_lock);
         }
-        Py_DECREF(t);
+        Py_XDECREF(old);
         if (rc <= 0) {
+            Py_XDECREF(t[0]);
+            Py_XDECREF(t[1]);
             return rc;
         }
     }
-    core->cb_restart = 1;
+    Py_XDECREF(t[0]);
+    Py_XDECREF(t[1]);
+    ftp_store_int(&core->cb_restart, 1);
     return 1;
 }

@@ -119,11 +119,13 @@ ftp_store_int(atomic_int *p, int v)
     atomic_store_explicit(p, v, memory_order_relaxed);
 }
 
+/* Sequentially consistent without the GIL: a counter that a waiter reads
+ * after announcing itself (see ftp_notify in ftp.h). */
 static inline long long
 ftp_add_llong(atomic_llong *p, long long n)
 {
 #if FTP_FREE_THREADED
-    return atomic_fetch_add_explicit(p, n, memory_order_relaxed) + n;
+    return atomic_fetch_add_explicit(p, n, memory_order_seq_cst) + n;
 #else
     long long v = atomic_load_explicit(p, memory_order_relaxed) + n;
     atomic_store_explicit(p, v, memory_order_relaxed);

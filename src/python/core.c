@@ -84,8 +84,9 @@ static const ftp_workers_ops pool_workers_ops = {
 void
 ftp_core_inflight_add(ftp_core *core, long long n)
 {
-    /* `inflight` changes only with the GIL held, which also orders it with
-     * the notify_waiters handshake of as_completed(). */
+    /* With the GIL, the GIL orders it with the notify_waiters handshake
+     * of as_completed(); without it, ftp_add_llong is sequentially
+     * consistent. */
     ftp_add_llong(&core->inflight, n);
 }
 
@@ -176,7 +177,7 @@ ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
 {
     int rc;
 
-    core->is_shutdown = 1;
+    ftp_store_int(&core->is_shutdown, 1);
     if (!soon) {
         /* First let the queue run dry while the pool is fully running, so
          * that jobs submitted meanwhile by running jobs (an accept loop)
@@ -226,7 +227,7 @@ ftp_core_stop(ftp_core *core, int now)
     rc = ftp_core_shutdown(core, -1, now);
     /* Either way the pool refuses new jobs afterwards (until clear()). */
     ftpool_close(core->pool);
-    core->children_stopped = 1;
+    ftp_store_int(&core->children_stopped, 1);
     return rc < 0 ? -1 : 0;
 }
 
@@ -389,6 +390,9 @@ ftp_core_new(ftp_state *st, const ftp_core_config *cfg)
     }
     atomic_init(&core->notify_waiters, 0);
     atomic_init(&core->inflight, 0);
+    atomic_init(&core->cb_restart, 0);
+    atomic_init(&core->is_shutdown, 0);
+    atomic_init(&core->children_stopped, 0);
     PyObject_GC_Track(core);
 
     core->done = new_queue(st);

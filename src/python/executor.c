@@ -33,7 +33,8 @@ typedef struct {
 
 /* What the executor object holds, after the base class's fields. */
 typedef struct {
-    exec_workers *ew;           /* NULL before __init__ and after finalize */
+    /* NULL before __init__ and after finalize; set once by __init__. */
+    _Atomic(exec_workers *) ew;
     Py_ssize_t max_workers;
     atomic_int shutdown;
 } exec_data;
@@ -47,6 +48,12 @@ static inline exec_data *
 ED(PyObject *self)
 {
     return (exec_data *)((char *)self + exec_off);
+}
+
+static inline exec_workers *
+workers_of(PyObject *self)
+{
+    return atomic_load_explicit(&ED(self)->ew, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -246,10 +253,8 @@ exec_init(PyObject *self, PyObject *args, PyObject *kwds)
                                      &initializer, &initargs)) {
         return -1;
     }
-    if (d->ew != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "ThreadPoolExecutor is already initialized");
-        return -1;
+    if (workers_of(self) != NULL) {
+        goto initialized;
     }
     if (parse_max_workers(max_workers, &n) < 0) {
         return -1;
@@ -287,10 +292,20 @@ exec_init(PyObject *self, PyObject *args, PyObject *kwds)
     if (rc < 0) {
         return -1;
     }
-    d->ew = ew;
     d->max_workers = n;
     atomic_store(&d->shutdown, 0);
-    return 0;
+    {
+        exec_workers *none = NULL;
+        if (atomic_compare_exchange_strong(&d->ew, &none, ew)) {
+            return 0;
+        }
+    }
+    /* Another thread's __init__ came first. */
+    ftp_workers_release(&ew->w, 0);
+initialized:
+    PyErr_SetString(PyExc_RuntimeError,
+                    "ThreadPoolExecutor is already initialized");
+    return -1;
 }
 
 /* Called once, from dealloc or by the garbage collector: the workers
@@ -299,15 +314,13 @@ exec_init(PyObject *self, PyObject *args, PyObject *kwds)
 static void
 exec_finalize(PyObject *self)
 {
-    exec_data *d = ED(self);
-    exec_workers *ew = d->ew;
+    exec_workers *ew = atomic_exchange(&ED(self)->ew, NULL);
     PyObject *exc;
 
     if (ew == NULL) {
         return;
     }
     exc = ftp_err_fetch();
-    d->ew = NULL;
     ftp_workers_release(&ew->w, 0);
     ftp_err_restore(exc);
 }
@@ -315,7 +328,7 @@ exec_finalize(PyObject *self)
 static exec_workers *
 get_workers(PyObject *self)
 {
-    exec_workers *ew = ED(self)->ew;
+    exec_workers *ew = workers_of(self);
 
     if (ew == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -476,7 +489,7 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"wait", "cancel_futures", NULL};
     int wait = 1, cancel_futures = 0;
     exec_data *d = ED(self);
-    exec_workers *ew = d->ew;
+    exec_workers *ew = workers_of(self);
     ftpool_t *pool;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p$p:shutdown", kwlist,
@@ -519,7 +532,7 @@ get_shutdown(PyObject *self, void *c)
 static PyObject *
 get_broken(PyObject *self, void *c)
 {
-    exec_workers *ew = ED(self)->ew;
+    exec_workers *ew = workers_of(self);
 
     if (ew != NULL && atomic_load(&ew->broken)) {
         return PyUnicode_FromString(BROKEN_MSG);

@@ -19,13 +19,19 @@
  * (free-threaded builds) each piece of shared state names its guard where
  * it is declared, one of:
  *
- * - an ftp_mutex (compat.h): a few loads and stores, never held while
- *   calling Python code, dropping a reference that could run a finalizer,
- *   blocking, or taking another ftp_mutex;
+ * - an ftp_mutex (compat.h): a few loads, stores and allocations, never
+ *   held while calling Python code, dropping a reference that could be
+ *   the last (a finalizer would run), blocking, or taking another
+ *   ftp_mutex;
+ * - a PyThread lock taken with ftp_lock_detached() where Python code must
+ *   run under the lock (a map's shared iterator, the logger set-up);
  * - an atomic (C11 <stdatomic.h>) for counters and flags read without a
  *   lock;
- * - a Python object's own thread-safety (list, dict, set operations are
- *   atomic one by one) or a critical section on it for a compound update.
+ * - a Python object's own thread-safety: list, dict and set operations are
+ *   atomic one by one.  (No critical section on such an object around
+ *   calls of its own API: CPython 3.13 takes the object's lock again
+ *   inside them, which suspends the outer section and lets another thread
+ *   in between.)
  *
  * Engine locks (src/engine/internal.h) come last in any order: the engine
  * calls back into the binding (jobs, drop callbacks, hooks) with none held,
@@ -68,7 +74,7 @@ typedef struct {
     /* The "fastthreadpool" logger, configured by the first Pool that logs
      * (guarded by logger_lock). */
     PyObject *logger;
-    ftp_mutex logger_lock;
+    PyThread_type_lock logger_lock;
     /* Every worker group alive (workers.c), guarded by live_lock. */
     ftp_workers *live;
     ftp_mutex live_lock;
@@ -154,12 +160,18 @@ int64_t ftp_time_left(int64_t deadline);
 /* inspect.isgeneratorfunction(): unwraps bound methods and partials. */
 int ftp_is_generator_function(ftp_state *st, PyObject *fn);
 
+/* list.remove(item) (an object without __eq__, such as a Thread, is
+ * found by identity); an item not in the list is no error.  0 or -1. */
+int ftp_list_remove(PyObject *list, PyObject *item);
 /* Calls thread.is_alive(): 1, 0, or -1 with an exception set. */
 int ftp_thread_is_alive(ftp_state *st, PyObject *thread);
 /* Removes from the list `threads` the threading.Thread objects that have
  * ended.  is_alive() runs Python code, during which other threads may
  * change the list: works on a copy and removes by identity.  0 or -1. */
 int ftp_forget_ended_threads(ftp_state *st, PyObject *threads);
+/* Takes a lock that is held while Python code runs: at once if it is
+ * free, else waiting detached. */
+void ftp_lock_detached(PyThread_type_lock lock);
 /* Joins a threading.Thread until the deadline (-1: none).  1: it ended,
  * 0: it did not, -1: exception. */
 int ftp_join_thread(ftp_state *st, PyObject *thread, int64_t deadline);
@@ -331,15 +343,26 @@ void ftp_rq_throttle(ftp_rqobject *q);
 void ftp_rq_unthrottle(ftp_rqobject *q, int released);
 
 /* Consumers that wait for "any change" of a set of queues register with a
- * notifier: the queue releases it after every push. */
+ * notifier: the queue notifies it (ftp_notify) after every push. */
 void ftp_rq_set_notify(ftp_rqobject *q, ftpool_sem_t *sem,
                        atomic_int *waiters);
-/* Releases `sem` once if `*waiters` is non-zero. */
+/* Releases `sem` once per waiter in `*waiters`.  A waiter announces
+ * itself (increments *waiters), then checks what it waits for; whoever
+ * changes that state then calls this: one of the two sees the other.
+ * Without the GIL that needs a full fence between the change and the
+ * load. */
 static inline void
 ftp_notify(ftpool_sem_t *sem, atomic_int *waiters)
 {
-    if (sem != NULL && atomic_load_explicit(waiters, memory_order_seq_cst)) {
-        ftpool_sem_release(sem, 1);
+    int n;
+
+#if FTP_FREE_THREADED
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+    n = sem != NULL ? atomic_load_explicit(waiters, memory_order_seq_cst)
+                    : 0;
+    if (n > 0) {
+        ftpool_sem_release(sem, n);
     }
 }
 

@@ -4,12 +4,14 @@
  * A heap type that subclasses concurrent.futures.Future, so that code which
  * checks isinstance(f, concurrent.futures.Future) (asyncio.wrap_future,
  * loop.run_in_executor) accepts it, and that overrides every method of its
- * base.  The state lives in C and is guarded by the GIL: every transition
- * runs with the GIL held and without releasing it between the check and the
- * update.  A new future allocates nothing besides itself: the condition
- * and the waiter list that concurrent.futures.wait() and as_completed() use
- * (`_condition`, `_waiters`) are made on first access, and result() and
- * exception() block on a lock of their own, made only when they wait.
+ * base.  The state lives in C, guarded by the future's `lock` (an
+ * ftp_mutex: the GIL with the GIL): every transition checks and updates
+ * under it, and runs what it wakes or calls (waiters, callbacks, the
+ * asyncio future) after releasing it.  A new future allocates nothing
+ * besides itself: the condition and the waiter list that
+ * concurrent.futures.wait() and as_completed() use (`_condition`,
+ * `_waiters`) are made on first access, and result() and exception() block
+ * on a lock of their own, made only when they wait.
  *
  * Layout: the base class is a Python class, whose instance size depends on
  * the CPython version, so our fields start at the base's tp_basicsize,
@@ -21,6 +23,8 @@
  * before it relies on them.
  */
 #include "executor.h"
+
+#include <string.h>
 
 enum {
     ST_PENDING,
@@ -46,10 +50,12 @@ typedef struct ftp_waiter {
 } ftp_waiter;
 
 typedef struct {
-    /* The call, dropped once it has run. */
+    /* The call, dropped once it has run: only the engine job (run, drop,
+     * fail) touches these. */
     PyObject *fn;
     PyObject *args;             /* tuple */
     PyObject *kwargs;           /* dict or NULL */
+    /* The rest is guarded by `lock`. */
     PyObject *result;
     PyObject *exception;
     PyObject *callback;         /* the first done callback */
@@ -61,9 +67,10 @@ typedef struct {
     PyObject *aio_future;
     PyObject *aio_loop;
     ftp_waiter *cwaiters;       /* threads in result()/exception() */
-    int state;
+    atomic_int state;           /* written under lock, read without */
     /* Untracked by the cyclic GC (see "GC tracking" below). */
     int gc_light;
+    ftp_mutex lock;
 } fut_data;
 
 /* Offset of fut_data in the object: the base's instance size.  It is a
@@ -74,6 +81,12 @@ static inline fut_data *
 FD(PyObject *self)
 {
     return (fut_data *)((char *)self + fut_off);
+}
+
+static inline int
+state_of(fut_data *d)
+{
+    return ftp_load_int(&d->state);
 }
 
 static inline int
@@ -113,12 +126,20 @@ is_cancelled(int state)
  *
  * Instances of subclasses are never untracked. */
 static void
-gc_pin(PyObject *self, fut_data *d)
+gc_pin_locked(PyObject *self, fut_data *d)
 {
     d->gc_light = 0;
     if (!PyObject_GC_IsTracked(self)) {
         PyObject_GC_Track(self);
     }
+}
+
+static void
+gc_pin(PyObject *self, fut_data *d)
+{
+    ftp_lock(&d->lock);
+    gc_pin_locked(self, d);
+    ftp_unlock(&d->lock);
 }
 
 /* Can `o`, held by a finished future, lead back to it? */
@@ -137,16 +158,16 @@ may_hold_cycle(PyObject *o)
 static void
 future_released(PyObject *self, fut_data *d)
 {
-    if (!d->gc_light) {
-        return;
+    ftp_lock(&d->lock);
+    if (d->gc_light
+        && (may_hold_cycle(d->result) || d->exception != NULL
+            || d->callback != NULL || d->callbacks != NULL
+            || d->condition != NULL || d->waiters != NULL
+            || d->aio_future != NULL || d->aio_loop != NULL
+            || d->fn != NULL || d->args != NULL || d->kwargs != NULL)) {
+        gc_pin_locked(self, d);
     }
-    if (may_hold_cycle(d->result) || d->exception != NULL
-        || d->callback != NULL || d->callbacks != NULL
-        || d->condition != NULL || d->waiters != NULL
-        || d->aio_future != NULL || d->aio_loop != NULL
-        || d->fn != NULL || d->args != NULL || d->kwargs != NULL) {
-        gc_pin(self, d);
-    }
+    ftp_unlock(&d->lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -248,7 +269,9 @@ typedef struct {
     PyObject *lock;             /* _thread.RLock */
     PyObject *acquire;          /* its bound methods */
     PyObject *release;
-    PyObject *cond;             /* threading.Condition(lock), or NULL */
+    PyObject *cond;             /* threading.Condition(lock), or NULL;
+                                   set once, under cond_lock */
+    ftp_mutex cond_lock;
 } fcond_object;
 
 static void fcond_dealloc(PyObject *self);
@@ -267,6 +290,7 @@ fcond_new(PyTypeObject *type)
         return NULL;
     }
     self->lock = self->acquire = self->release = self->cond = NULL;
+    memset(&self->cond_lock, 0, sizeof(self->cond_lock));
     PyObject *mod = PyImport_ImportModule("_thread");
     if (mod != NULL) {
         self->lock = ftp_call_method(mod, "RLock", NULL, 0);
@@ -284,30 +308,46 @@ fcond_new(PyTypeObject *type)
     return (PyObject *)self;
 }
 
-/* The threading.Condition over the lock, made on first use. */
+/* The threading.Condition over the lock, made on first use (borrowed:
+ * once set it stays). */
+static PyObject *
+fcond_existing(fcond_object *self)
+{
+    PyObject *cond;
+
+    ftp_lock(&self->cond_lock);
+    cond = self->cond;
+    ftp_unlock(&self->cond_lock);
+    return cond;
+}
+
 static PyObject *
 fcond_cond(fcond_object *self)
 {
-    if (self->cond == NULL) {
-        PyObject *threading = PyImport_ImportModule("threading");
-        if (threading == NULL) {
-            return NULL;
-        }
-        PyObject *cond = PyObject_CallMethod(threading, "Condition", "O",
-                                             self->lock);
-        Py_DECREF(threading);
-        if (cond == NULL) {
-            return NULL;
-        }
-        /* Making it ran Python code: another thread may have won. */
-        if (self->cond == NULL) {
-            self->cond = cond;
-        }
-        else {
-            Py_DECREF(cond);
-        }
+    PyObject *cond = fcond_existing(self), *made, *threading;
+
+    if (cond != NULL) {
+        return cond;
     }
-    return self->cond;
+    threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        return NULL;
+    }
+    made = PyObject_CallMethod(threading, "Condition", "O", self->lock);
+    Py_DECREF(threading);
+    if (made == NULL) {
+        return NULL;
+    }
+    /* Making it ran Python code: another thread may have won. */
+    ftp_lock(&self->cond_lock);
+    if (self->cond == NULL) {
+        self->cond = made;
+        made = NULL;
+    }
+    cond = self->cond;
+    ftp_unlock(&self->cond_lock);
+    Py_XDECREF(made);
+    return cond;
 }
 
 static PyObject *
@@ -420,20 +460,23 @@ static PyType_Spec fcond_spec = {
 
 /* Takes the future's Condition if one was made (someone used `_condition`,
  * e.g. concurrent.futures.wait): that keeps this transition atomic with the
- * code that inspects the state under it.  Taking it may release the GIL, so
- * callers read the state only after this.  Returns the condition to pass to
+ * code that inspects the state under it.  Taking it may block, so callers
+ * read the state only after this.  Returns the condition to pass to
  * cond_release (NULL if none); errors are reported as unraisable. */
 static PyObject *
 cond_acquire(fut_data *d)
 {
-    PyObject *cond = d->condition;
+    PyObject *cond, *r;
+
+    ftp_lock(&d->lock);
+    cond = Py_XNewRef(d->condition);
+    ftp_unlock(&d->lock);
     if (cond == NULL) {
         return NULL;
     }
-    Py_INCREF(cond);
-    PyObject *r = is_fcond(cond)
-                  ? PyObject_CallNoArgs(((fcond_object *)cond)->acquire)
-                  : ftp_call_method(cond, "acquire", NULL, 0);
+    r = is_fcond(cond)
+        ? PyObject_CallNoArgs(((fcond_object *)cond)->acquire)
+        : ftp_call_method(cond, "acquire", NULL, 0);
     if (r == NULL) {
         PyErr_WriteUnraisable(cond);
         Py_DECREF(cond);
@@ -446,12 +489,14 @@ cond_acquire(fut_data *d)
 static void
 cond_release(PyObject *cond)
 {
+    PyObject *r;
+
     if (cond == NULL) {
         return;
     }
-    PyObject *r = is_fcond(cond)
-                  ? PyObject_CallNoArgs(((fcond_object *)cond)->release)
-                  : ftp_call_method(cond, "release", NULL, 0);
+    r = is_fcond(cond)
+        ? PyObject_CallNoArgs(((fcond_object *)cond)->release)
+        : ftp_call_method(cond, "release", NULL, 0);
     if (r == NULL) {
         PyErr_WriteUnraisable(cond);
     }
@@ -459,16 +504,42 @@ cond_release(PyObject *cond)
     Py_DECREF(cond);
 }
 
+/* What a transition hands out under the lock, to be woken, notified or
+ * called after it: references and the list of blocked threads. */
+typedef struct {
+    PyObject *waiters;          /* the `_waiters` list, or NULL */
+    ftp_waiter *cwaiters;
+    PyObject *callback, *callbacks;
+    PyObject *aio_future, *aio_loop;
+} handout;
+
+/* Under the lock: takes what a future that is now done hands out. */
+static void
+take_done_handout(fut_data *d, handout *h)
+{
+    h->waiters = Py_XNewRef(d->waiters);
+    h->cwaiters = d->cwaiters;
+    h->callback = d->callback;
+    h->callbacks = d->callbacks;
+    h->aio_future = d->aio_future;
+    h->aio_loop = d->aio_loop;
+    d->cwaiters = NULL;
+    d->callback = d->callbacks = NULL;
+    d->aio_future = d->aio_loop = NULL;
+}
+
 /* Tells the concurrent.futures waiters (`_waiters`) about the new state by
  * calling `method` (add_result, add_exception, add_cancelled) on each. */
 static void
-notify_waiters(PyObject *self, fut_data *d, const char *method)
+notify_waiters(PyObject *self, PyObject *waiters, const char *method)
 {
-    if (d->waiters == NULL || !PyList_Check(d->waiters)
-        || PyList_GET_SIZE(d->waiters) == 0) {
+    PyObject *copy;
+
+    if (waiters == NULL || !PyList_Check(waiters)
+        || PyList_GET_SIZE(waiters) == 0) {
         return;
     }
-    PyObject *copy = PyList_GetSlice(d->waiters, 0, PY_SSIZE_T_MAX);
+    copy = PyList_GetSlice(waiters, 0, PY_SSIZE_T_MAX);
     if (copy == NULL) {
         PyErr_WriteUnraisable(self);
         return;
@@ -487,11 +558,11 @@ notify_waiters(PyObject *self, fut_data *d, const char *method)
 /* Wakes everything that waits for the future to be done: notify_all() on
  * the Condition (held by the caller) and the threads in result(). */
 static void
-wake_all(fut_data *d, PyObject *cond)
+wake_all(ftp_waiter *w, PyObject *cond)
 {
     if (cond != NULL && is_fcond(cond)) {
         /* Only a threading.Condition made on demand can have waiters. */
-        cond = ((fcond_object *)cond)->cond;
+        cond = fcond_existing((fcond_object *)cond);
     }
     if (cond != NULL) {
         PyObject *r = ftp_call_method(cond, "notify_all", NULL, 0);
@@ -500,10 +571,8 @@ wake_all(fut_data *d, PyObject *cond)
         }
         Py_XDECREF(r);
     }
-    /* Unlink the whole list first: a woken thread frees its node once it
-     * has the GIL, which we keep until the loop ends. */
-    ftp_waiter *w = d->cwaiters;
-    d->cwaiters = NULL;
+    /* The list was unlinked under the lock: its threads wait until their
+     * lock is released (see wait_done), so `next` is read first. */
     while (w != NULL) {
         ftp_waiter *next = w->next;
         w->next = NULL;
@@ -516,6 +585,7 @@ static void
 call_callback(PyObject *self, PyObject *cb)
 {
     PyObject *r = PyObject_CallOneArg(cb, self);
+
     if (r != NULL) {
         Py_DECREF(r);
         return;
@@ -531,73 +601,70 @@ call_callback(PyObject *self, PyObject *cb)
     }
 }
 
-/* The outcome of a future: *value is a new reference to the result or the
- * exception, NULL otherwise. */
+/* The outcome of a done future: *value is a new reference to the result or
+ * the exception, NULL otherwise. */
 static int
 outcome_of(PyObject *self, PyObject **value)
 {
     fut_data *d = FD(self);
-    *value = NULL;
-    if (is_cancelled(d->state)) {
-        return FTP_OUTCOME_CANCELLED;
-    }
-    if (d->state != ST_FINISHED) {
-        return FTP_OUTCOME_PENDING;
-    }
-    if (d->exception != NULL) {
-        *value = Py_NewRef(d->exception);
-        return FTP_OUTCOME_EXCEPTION;
-    }
-    *value = Py_NewRef(d->result ? d->result : Py_None);
-    return FTP_OUTCOME_RESULT;
-}
-
-/* Completes the linked asyncio future, if any, and drops the link. */
-static void
-complete_aio(PyObject *self, fut_data *d)
-{
-    PyObject *afut = d->aio_future, *loop = d->aio_loop, *value;
-    ftp_state *st;
     int outcome;
 
-    if (afut == NULL && loop == NULL) {
-        return;
+    *value = NULL;
+    ftp_lock(&d->lock);
+    if (is_cancelled(state_of(d))) {
+        outcome = FTP_OUTCOME_CANCELLED;
     }
-    d->aio_future = d->aio_loop = NULL;
-    st = ftp_state_from_type(Py_TYPE(self));
-    if (afut == NULL || loop == NULL || st == NULL) {
-        PyErr_Clear();
-        Py_XDECREF(afut);
-        Py_XDECREF(loop);
-        return;
+    else if (state_of(d) != ST_FINISHED) {
+        outcome = FTP_OUTCOME_PENDING;
     }
-    outcome = outcome_of(self, &value);
-    ftp_aio_complete(st, outcome, value, afut, loop);
-    Py_XDECREF(value);
+    else if (d->exception != NULL) {
+        *value = Py_NewRef(d->exception);
+        outcome = FTP_OUTCOME_EXCEPTION;
+    }
+    else {
+        *value = Py_NewRef(d->result ? d->result : Py_None);
+        outcome = FTP_OUTCOME_RESULT;
+    }
+    ftp_unlock(&d->lock);
+    return outcome;
 }
 
-/* Runs the done callbacks in the order they were added, then drops them. */
+/* After a transition to done: completes the linked asyncio future and
+ * runs the done callbacks in the order they were added (references
+ * consumed). */
 static void
-invoke_callbacks(PyObject *self, fut_data *d)
+finish_handout(PyObject *self, handout *h)
 {
-    complete_aio(self, d);
-    PyObject *cb = d->callback, *cbs = d->callbacks;
-    d->callback = NULL;
-    d->callbacks = NULL;
-    if (cb != NULL) {
-        call_callback(self, cb);
-        Py_DECREF(cb);
+    Py_XDECREF(h->waiters);
+    if (h->aio_future != NULL || h->aio_loop != NULL) {
+        ftp_state *st = ftp_state_from_type(Py_TYPE(self));
+        if (h->aio_future == NULL || h->aio_loop == NULL || st == NULL) {
+            PyErr_Clear();
+            Py_XDECREF(h->aio_future);
+            Py_XDECREF(h->aio_loop);
+        }
+        else {
+            PyObject *value;
+            int outcome = outcome_of(self, &value);
+            ftp_aio_complete(st, outcome, value, h->aio_future,
+                             h->aio_loop);
+            Py_XDECREF(value);
+        }
     }
-    if (cbs != NULL) {
-        if (PyList_Check(cbs)) {
-            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
-                PyObject *f = PyList_GET_ITEM(cbs, i);
+    if (h->callback != NULL) {
+        call_callback(self, h->callback);
+        Py_DECREF(h->callback);
+    }
+    if (h->callbacks != NULL) {
+        if (PyList_Check(h->callbacks)) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(h->callbacks); i++) {
+                PyObject *f = PyList_GET_ITEM(h->callbacks, i);
                 Py_INCREF(f);
                 call_callback(self, f);
                 Py_DECREF(f);
             }
         }
-        Py_DECREF(cbs);
+        Py_DECREF(h->callbacks);
     }
 }
 
@@ -608,23 +675,31 @@ static int
 finish(PyObject *self, PyObject *result, PyObject *exc)
 {
     fut_data *d = FD(self);
-    PyObject *cond = cond_acquire(d);
-    if (is_done(d->state)) {
+    PyObject *cond = cond_acquire(d), *old_r, *old_e;
+    handout h;
+
+    ftp_lock(&d->lock);
+    if (is_done(state_of(d))) {
+        ftp_unlock(&d->lock);
         cond_release(cond);
         Py_XDECREF(result);
         Py_XDECREF(exc);
         return -1;
     }
-    PyObject *old_r = d->result, *old_e = d->exception;
+    old_r = d->result;
+    old_e = d->exception;
     d->result = result;
     d->exception = exc;
-    d->state = ST_FINISHED;
-    notify_waiters(self, d, exc != NULL ? "add_exception" : "add_result");
-    wake_all(d, cond);
+    ftp_store_int(&d->state, ST_FINISHED);
+    take_done_handout(d, &h);
+    ftp_unlock(&d->lock);
+    notify_waiters(self, h.waiters,
+                   exc != NULL ? "add_exception" : "add_result");
+    wake_all(h.cwaiters, cond);
     cond_release(cond);
     Py_XDECREF(old_r);
     Py_XDECREF(old_e);
-    invoke_callbacks(self, d);
+    finish_handout(self, &h);
     return 0;
 }
 
@@ -633,20 +708,25 @@ finish(PyObject *self, PyObject *result, PyObject *exc)
 static int
 set_running_or_notify(PyObject *self, fut_data *d)
 {
+    PyObject *cond = cond_acquire(d), *waiters = NULL;
     int res;
-    PyObject *cond = cond_acquire(d);
-    if (d->state == ST_PENDING) {
-        d->state = ST_RUNNING;
+
+    ftp_lock(&d->lock);
+    if (state_of(d) == ST_PENDING) {
+        ftp_store_int(&d->state, ST_RUNNING);
         res = 1;
     }
-    else if (d->state == ST_CANCELLED) {
-        d->state = ST_CANCELLED_AND_NOTIFIED;
-        notify_waiters(self, d, "add_cancelled");
+    else if (state_of(d) == ST_CANCELLED) {
+        ftp_store_int(&d->state, ST_CANCELLED_AND_NOTIFIED);
+        waiters = Py_XNewRef(d->waiters);
         res = 0;
     }
     else {
         res = -1;
     }
+    ftp_unlock(&d->lock);
+    notify_waiters(self, waiters, "add_cancelled");
+    Py_XDECREF(waiters);
     cond_release(cond);
     return res;
 }
@@ -657,18 +737,22 @@ static int
 cancel(PyObject *self, fut_data *d)
 {
     PyObject *cond = cond_acquire(d);
-    if (d->state == ST_RUNNING || d->state == ST_FINISHED) {
+    handout h;
+    int state;
+
+    ftp_lock(&d->lock);
+    state = state_of(d);
+    if (state != ST_PENDING) {
+        ftp_unlock(&d->lock);
         cond_release(cond);
-        return 0;
+        return is_cancelled(state);
     }
-    if (is_cancelled(d->state)) {
-        cond_release(cond);
-        return 1;
-    }
-    d->state = ST_CANCELLED;
-    wake_all(d, cond);
+    ftp_store_int(&d->state, ST_CANCELLED);
+    take_done_handout(d, &h);
+    ftp_unlock(&d->lock);
+    wake_all(h.cwaiters, cond);
     cond_release(cond);
-    invoke_callbacks(self, d);
+    finish_handout(self, &h);
     return 1;
 }
 
@@ -682,10 +766,9 @@ drop_call(fut_data *d)
 
 /* wait_done() through the Condition: `with cond: cond.wait_for(done, t)`. */
 static int
-wait_on_condition(PyObject *self, fut_data *d, double timeout)
+wait_on_condition(PyObject *self, PyObject *cond, double timeout)
 {
-    PyObject *cond = Py_NewRef(d->condition);
-    PyObject *done = NULL, *t = NULL, *r = NULL;
+    PyObject *done = NULL, *t = NULL, *r = NULL, *exc;
     int err = -1;
 
     r = ftp_call_method(cond, "acquire", NULL, 0);
@@ -705,7 +788,7 @@ wait_on_condition(PyObject *self, fut_data *d, double timeout)
     err = r == NULL ? -1 : 0;
     Py_XDECREF(r);
     /* Released even when the wait raised, keeping that exception. */
-    PyObject *exc = ftp_err_fetch();
+    exc = ftp_err_fetch();
     r = ftp_call_method(cond, "release", NULL, 0);
     if (r == NULL) {
         err = -1;
@@ -718,28 +801,42 @@ wait_on_condition(PyObject *self, fut_data *d, double timeout)
 fail:
     Py_XDECREF(t);
     Py_XDECREF(done);
-    Py_DECREF(cond);
     return err;
 }
 
+/* Unlinks `w`, which was linked, from the future's blocked threads.  0 if
+ * it was still linked; 1 if a transition had taken it (and will release
+ * its lock). */
+static int
+unlink_waiter(fut_data *d, ftp_waiter *w)
+{
+    int taken = 1;
+
+    ftp_lock(&d->lock);
+    for (ftp_waiter **p = &d->cwaiters; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            taken = 0;
+            break;
+        }
+    }
+    ftp_unlock(&d->lock);
+    return taken;
+}
+
 /* Blocks until the future is done or `timeout` seconds (< 0: forever) have
- * passed, with the GIL released while it sleeps.  0, or -1 with an
- * exception set (a signal handler raised). */
+ * passed, detached while it sleeps.  0, or -1 with an exception set (a
+ * signal handler raised). */
 static int
 wait_done(PyObject *self, fut_data *d, double timeout)
 {
     ftp_waiter w;
-    int err = 0;
+    PyObject *cond;
+    int err = 0, woken = 0, linked = 0;
     int64_t deadline = 0;
 
-    if (is_done(d->state) || timeout == 0) {
+    if (is_done(state_of(d)) || timeout == 0) {
         return 0;
-    }
-    if (d->condition != NULL) {
-        /* Someone uses `_condition` and may hold it while calling us (the
-         * base class's result() does that): wait on it, which releases it,
-         * as the base class would.  finish() notifies it. */
-        return wait_on_condition(self, d, timeout);
     }
     w.lock = PyThread_allocate_lock();
     if (w.lock == NULL) {
@@ -748,13 +845,29 @@ wait_done(PyObject *self, fut_data *d, double timeout)
     }
     /* Held by us; wake_all() releases it, which wakes the acquire below. */
     PyThread_acquire_lock(w.lock, WAIT_LOCK);
-    w.next = d->cwaiters;
-    d->cwaiters = &w;
+    ftp_lock(&d->lock);
+    cond = Py_XNewRef(d->condition);
+    if (cond == NULL && !is_done(state_of(d))) {
+        w.next = d->cwaiters;
+        d->cwaiters = &w;
+        linked = 1;
+    }
+    ftp_unlock(&d->lock);
+    if (cond != NULL) {
+        /* Someone uses `_condition` and may hold it while calling us (the
+         * base class's result() does that): wait on it, which releases it,
+         * as the base class would.  finish() notifies it. */
+        PyThread_release_lock(w.lock);
+        PyThread_free_lock(w.lock);
+        err = wait_on_condition(self, cond, timeout);
+        Py_DECREF(cond);
+        return err;
+    }
     if (timeout > 0) {
         deadline = ftpool_now_ns() + (int64_t)(timeout * FTP_NS_PER_SEC);
     }
     Py_INCREF(self);
-    for (;;) {
+    while (!woken && !is_done(state_of(d))) {
         PY_TIMEOUT_T us = -1;
         PyLockStatus r;
         if (timeout > 0) {
@@ -767,8 +880,12 @@ wait_done(PyObject *self, fut_data *d, double timeout)
         Py_BEGIN_ALLOW_THREADS
         r = PyThread_acquire_lock_timed(w.lock, us, 1);
         Py_END_ALLOW_THREADS
-        if (r != PY_LOCK_INTR) {
+        if (r == PY_LOCK_ACQUIRED) {
+            woken = 1;      /* released by wake_all() */
             break;
+        }
+        if (r == PY_LOCK_FAILURE) {
+            break;          /* timed out */
         }
         /* Interrupted by a signal: run the Python handlers, go on waiting
          * unless one of them raised or the future is done meanwhile. */
@@ -776,17 +893,15 @@ wait_done(PyObject *self, fut_data *d, double timeout)
             err = -1;
             break;
         }
-        if (is_done(d->state)) {
-            break;
-        }
     }
-    /* Still linked if we timed out or were interrupted. */
-    for (ftp_waiter **p = &d->cwaiters; *p != NULL; p = &(*p)->next) {
-        if (*p == &w) {
-            *p = w.next;
-            break;
-        }
+    if (linked && !woken && unlink_waiter(d, &w)) {
+        /* A transition took us off the list and releases our lock any
+         * moment now (wake_all): wait for that before freeing it. */
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(w.lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
     }
+    PyThread_release_lock(w.lock);
     PyThread_free_lock(w.lock);
     Py_DECREF(self);
     return err;
@@ -861,15 +976,21 @@ void
 ftp_future_run(PyObject *self)
 {
     fut_data *d = FD(self);
-    if (d->aio_future != NULL) {
+    PyObject *afut;
+
+    ftp_lock(&d->lock);
+    afut = Py_XNewRef(d->aio_future);
+    ftp_unlock(&d->lock);
+    if (afut != NULL) {
         /* What asyncio's chain does when its future is cancelled. */
         ftp_state *st = ftp_state_from_type(Py_TYPE(self));
         if (st == NULL) {
             PyErr_Clear();
         }
-        else if (ftp_aio_cancelled(st, d->aio_future)) {
+        else if (ftp_aio_cancelled(st, afut)) {
             cancel(self, d);
         }
+        Py_DECREF(afut);
     }
     if (set_running_or_notify(self, d) != 1) {
         /* Cancelled meanwhile (or completed by hand): nothing to run. */
@@ -904,6 +1025,8 @@ void
 ftp_future_link_aio(PyObject *self, PyObject *afut, PyObject *loop)
 {
     fut_data *d = FD(self);
+
+    /* Before anyone else sees the future: nothing to guard. */
     Py_XSETREF(d->aio_future, Py_NewRef(afut));
     Py_XSETREF(d->aio_loop, Py_NewRef(loop));
 }
@@ -955,30 +1078,34 @@ fut_cancel(PyObject *self, PyObject *unused)
 static PyObject *
 fut_cancelled(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(is_cancelled(FD(self)->state));
+    return PyBool_FromLong(is_cancelled(state_of(FD(self))));
 }
 
 static PyObject *
 fut_running(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(FD(self)->state == ST_RUNNING);
+    return PyBool_FromLong(state_of(FD(self)) == ST_RUNNING);
 }
 
 static PyObject *
 fut_done(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(is_done(FD(self)->state));
+    return PyBool_FromLong(is_done(state_of(FD(self))));
 }
 
-/* Waits for the future like result()/exception(): 0 if finished, -1 with
- * CancelledError, TimeoutError or the wait's error set. */
+/* Waits for the future like result()/exception(): the outcome (new
+ * references: the result, or the exception, in *value; *is_exc tells
+ * which), or -1 with CancelledError, TimeoutError or the wait's error
+ * set. */
 static int
 wait_finished(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-              PyObject *kwnames)
+              PyObject *kwnames, PyObject **value, int *is_exc)
 {
     fut_data *d = FD(self);
     double timeout;
-    if (d->state != ST_FINISHED) {
+    int state;
+
+    if (state_of(d) != ST_FINISHED) {
         if (parse_timeout(args, nargs, kwnames, &timeout) < 0) {
             return -1;
         }
@@ -986,11 +1113,19 @@ wait_finished(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
             return -1;
         }
     }
-    if (is_cancelled(d->state)) {
+    ftp_lock(&d->lock);
+    state = state_of(d);
+    if (state == ST_FINISHED) {
+        *is_exc = d->exception != NULL;
+        *value = Py_NewRef(d->exception ? d->exception
+                           : d->result ? d->result : Py_None);
+    }
+    ftp_unlock(&d->lock);
+    if (is_cancelled(state)) {
         raise_base_error("CancelledError", NULL);
         return -1;
     }
-    if (d->state != ST_FINISHED) {
+    if (state != ST_FINISHED) {
         raise_base_error("TimeoutError", NULL);
         return -1;
     }
@@ -1001,66 +1136,83 @@ static PyObject *
 fut_result(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
-    if (wait_finished(self, args, nargs, kwnames) < 0) {
+    PyObject *value;
+    int is_exc;
+
+    if (wait_finished(self, args, nargs, kwnames, &value, &is_exc) < 0) {
         return NULL;
     }
-    fut_data *d = FD(self);
-    if (d->exception != NULL) {
-        raise_exception(d->exception);
+    if (is_exc) {
+        raise_exception(value);
+        Py_DECREF(value);
         return NULL;
     }
-    return Py_NewRef(d->result ? d->result : Py_None);
+    return value;
 }
 
 static PyObject *
 fut_exception(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
-    if (wait_finished(self, args, nargs, kwnames) < 0) {
+    PyObject *value;
+    int is_exc;
+
+    if (wait_finished(self, args, nargs, kwnames, &value, &is_exc) < 0) {
         return NULL;
     }
-    PyObject *e = FD(self)->exception;
-    return Py_NewRef(e ? e : Py_None);
+    if (!is_exc) {
+        Py_SETREF(value, Py_NewRef(Py_None));
+    }
+    return value;
 }
 
 static PyObject *
 fut_add_done_callback(PyObject *self, PyObject *fn)
 {
     fut_data *d = FD(self);
-    PyObject *cond = cond_acquire(d);
-    if (!is_done(d->state)) {
-        int err = 0;
+    PyObject *cond = cond_acquire(d), *r, *stale = NULL;
+    int err = 0, done;
+
+    ftp_lock(&d->lock);
+    done = is_done(state_of(d));
+    if (!done) {
         /* A gc_light future that is not done is held by its engine job,
          * which drops the callbacks before it lets the future go. */
         if (d->callback == NULL) {
             d->callback = Py_NewRef(fn);
         }
         else if (d->callbacks == NULL || !PyList_Check(d->callbacks)) {
-            Py_XSETREF(d->callbacks, PyList_New(1));
-            if (d->callbacks == NULL) {
+            PyObject *list = PyList_New(1);
+            if (list == NULL) {
                 err = -1;
             }
             else {
-                PyList_SET_ITEM(d->callbacks, 0, Py_NewRef(fn));
+                PyList_SET_ITEM(list, 0, Py_NewRef(fn));
+                stale = d->callbacks;
+                d->callbacks = list;
             }
         }
         else {
             err = PyList_Append(d->callbacks, fn);
         }
-        cond_release(cond);
-        if (err < 0) {
-            return NULL;
-        }
+    }
+    ftp_unlock(&d->lock);
+    Py_XDECREF(stale);
+    cond_release(cond);
+    if (err < 0) {
+        return NULL;
+    }
+    if (!done) {
         Py_RETURN_NONE;
     }
-    cond_release(cond);
     /* Already done: call it now, in this thread. */
-    PyObject *r = PyObject_CallOneArg(fn, self);
+    r = PyObject_CallOneArg(fn, self);
     if (r == NULL) {
+        PyObject *exc;
         if (!PyErr_ExceptionMatches(PyExc_Exception)) {
             return NULL;
         }
-        PyObject *exc = ftp_err_fetch();
+        exc = ftp_err_fetch();
         ftp_log_exception("error", "exception calling callback for %r",
                           self, exc);
         Py_XDECREF(exc);
@@ -1073,10 +1225,12 @@ static PyObject *
 fut_set_running_or_notify_cancel(PyObject *self, PyObject *unused)
 {
     fut_data *d = FD(self);
+    int r;
+
     /* Run by hand, the future may stay running with callbacks after its
      * engine job has let it go. */
     gc_pin(self, d);
-    int r = set_running_or_notify(self, d);
+    r = set_running_or_notify(self, d);
     if (r < 0) {
         PyErr_SetString(PyExc_RuntimeError, "Future in unexpected state");
         return NULL;
@@ -1088,7 +1242,8 @@ static PyObject *
 invalid_state(PyObject *self)
 {
     PyObject *msg = PyUnicode_FromFormat(
-        "%s: %R", state_names[FD(self)->state], self);
+        "%s: %R", state_names[state_of(FD(self))], self);
+
     if (msg != NULL) {
         raise_base_error("InvalidStateError", msg);
         Py_DECREF(msg);
@@ -1099,9 +1254,6 @@ invalid_state(PyObject *self)
 static PyObject *
 fut_set_result(PyObject *self, PyObject *result)
 {
-    if (is_done(FD(self)->state)) {
-        return invalid_state(self);
-    }
     if (finish(self, Py_NewRef(result), NULL) < 0) {
         return invalid_state(self);
     }
@@ -1111,17 +1263,8 @@ fut_set_result(PyObject *self, PyObject *result)
 static PyObject *
 fut_set_exception(PyObject *self, PyObject *exc)
 {
-    if (is_done(FD(self)->state)) {
-        return invalid_state(self);
-    }
-    if (exc == Py_None) {
-        /* Stored as "no exception", as the base class would read it. */
-        if (finish(self, NULL, NULL) < 0) {
-            return invalid_state(self);
-        }
-        Py_RETURN_NONE;
-    }
-    if (finish(self, NULL, Py_NewRef(exc)) < 0) {
+    /* None is stored as "no exception", as the base class would read it. */
+    if (finish(self, NULL, exc == Py_None ? NULL : Py_NewRef(exc)) < 0) {
         return invalid_state(self);
     }
     Py_RETURN_NONE;
@@ -1132,21 +1275,30 @@ fut_repr(PyObject *self)
 {
     fut_data *d = FD(self);
     PyObject *name = ftp_getattr((PyObject *)Py_TYPE(self), "__name__");
+    PyObject *v = NULL, *res;
+    int state, raised = 0;
+
     if (name == NULL) {
         return NULL;
     }
-    PyObject *res;
-    if (d->state == ST_FINISHED) {
-        PyObject *v = d->exception ? d->exception
-                                   : (d->result ? d->result : Py_None);
+    ftp_lock(&d->lock);
+    state = state_of(d);
+    if (state == ST_FINISHED) {
+        raised = d->exception != NULL;
+        v = Py_NewRef(d->exception ? d->exception
+                      : d->result ? d->result : Py_None);
+    }
+    ftp_unlock(&d->lock);
+    if (v != NULL) {
         res = PyUnicode_FromFormat("<%U at %p state=%s %s %s>", name, self,
-                                   state_descr[d->state],
-                                   d->exception ? "raised" : "returned",
+                                   state_descr[state],
+                                   raised ? "raised" : "returned",
                                    Py_TYPE(v)->tp_name);
+        Py_DECREF(v);
     }
     else {
         res = PyUnicode_FromFormat("<%U at %p state=%s>", name, self,
-                                   state_descr[d->state]);
+                                   state_descr[state]);
     }
     Py_DECREF(name);
     return res;
@@ -1159,69 +1311,87 @@ fut_repr(PyObject *self)
 static PyObject *
 get_state(PyObject *self, void *closure)
 {
-    return PyUnicode_InternFromString(state_names[FD(self)->state]);
+    return PyUnicode_InternFromString(state_names[state_of(FD(self))]);
 }
 
 static PyObject *
 get_condition(PyObject *self, void *closure)
 {
     fut_data *d = FD(self);
+    PyObject *cond, *tp, *made;
+
     gc_pin(self, d);
-    if (d->condition == NULL) {
-        PyObject *tp = ftp_getattr((PyObject *)Py_TYPE(self),
-                                   "_ftp_condition_type");
-        if (tp == NULL) {
-            return NULL;
-        }
-        if (!PyType_Check(tp)
-            || ((PyTypeObject *)tp)->tp_dealloc != fcond_dealloc) {
-            Py_DECREF(tp);
-            PyErr_SetString(PyExc_TypeError,
-                            "_ftp_condition_type was replaced");
-            return NULL;
-        }
-        PyObject *cond = fcond_new((PyTypeObject *)tp);
-        Py_DECREF(tp);
-        if (cond == NULL) {
-            return NULL;
-        }
-        /* Making it ran Python code: another thread may have won. */
-        if (d->condition == NULL) {
-            d->condition = cond;
-        }
-        else {
-            Py_DECREF(cond);
-        }
+    ftp_lock(&d->lock);
+    cond = Py_XNewRef(d->condition);
+    ftp_unlock(&d->lock);
+    if (cond != NULL) {
+        return cond;
     }
-    return Py_NewRef(d->condition);
+    tp = ftp_getattr((PyObject *)Py_TYPE(self), "_ftp_condition_type");
+    if (tp == NULL) {
+        return NULL;
+    }
+    if (!PyType_Check(tp)
+        || ((PyTypeObject *)tp)->tp_dealloc != fcond_dealloc) {
+        Py_DECREF(tp);
+        PyErr_SetString(PyExc_TypeError, "_ftp_condition_type was replaced");
+        return NULL;
+    }
+    made = fcond_new((PyTypeObject *)tp);
+    Py_DECREF(tp);
+    if (made == NULL) {
+        return NULL;
+    }
+    /* Making it ran Python code: another thread may have won. */
+    ftp_lock(&d->lock);
+    if (d->condition == NULL) {
+        d->condition = made;
+        made = NULL;
+    }
+    cond = Py_NewRef(d->condition);
+    ftp_unlock(&d->lock);
+    Py_XDECREF(made);
+    return cond;
 }
 
 static PyObject *
 get_waiters(PyObject *self, void *closure)
 {
     fut_data *d = FD(self);
+    PyObject *w;
+
     gc_pin(self, d);
+    ftp_lock(&d->lock);
     if (d->waiters == NULL) {
         d->waiters = PyList_New(0);
-        if (d->waiters == NULL) {
-            return NULL;
-        }
     }
-    return Py_NewRef(d->waiters);
+    w = Py_XNewRef(d->waiters);
+    ftp_unlock(&d->lock);
+    return w;
 }
 
 static PyObject *
 get_result(PyObject *self, void *closure)
 {
-    PyObject *r = FD(self)->result;
-    return Py_NewRef(r ? r : Py_None);
+    fut_data *d = FD(self);
+    PyObject *r;
+
+    ftp_lock(&d->lock);
+    r = Py_NewRef(d->result ? d->result : Py_None);
+    ftp_unlock(&d->lock);
+    return r;
 }
 
 static PyObject *
 get_exception(PyObject *self, void *closure)
 {
-    PyObject *e = FD(self)->exception;
-    return Py_NewRef(e ? e : Py_None);
+    fut_data *d = FD(self);
+    PyObject *e;
+
+    ftp_lock(&d->lock);
+    e = Py_NewRef(d->exception ? d->exception : Py_None);
+    ftp_unlock(&d->lock);
+    return e;
 }
 
 /* Attributes and `__dict__` may give the future references that lead back

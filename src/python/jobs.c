@@ -2,25 +2,57 @@
  * jobs.c - the plain jobs of a pool (submit and its variants): a small C
  * struct per job, recycled through a free list, holding strong references
  * to the callable, its arguments and its done mode until the job has run
- * or been dropped.
+ * or been dropped.  Without the GIL there is no free list (see job_alloc).
  */
 #include "pool.h"
 
 static ftp_job *
 job_alloc(ftp_core *core)
 {
-    ftp_job *job = core->free_jobs;
+    ftp_job *job;
 
+#if FTP_FREE_THREADED
+    /* Made in the submitting thread, freed in a worker: the allocator's
+     * per-thread heaps serve that better than a free list all threads
+     * would share. */
+    job = PyMem_Malloc(sizeof(ftp_job));
+#else
+    job = core->free_jobs;
     if (job != NULL) {
         core->free_jobs = job->next;
         core->nfree--;
+        atomic_store_explicit(&job->refs, 1, memory_order_relaxed);
         return job;
     }
     job = PyMem_RawMalloc(sizeof(ftp_job));
+#endif
     if (job == NULL) {
         PyErr_NoMemory();
+        return NULL;
     }
+    atomic_init(&job->refs, 1);
     return job;
+}
+
+/* Drops one reference to the job struct (see ftp_job.refs). */
+static void
+job_put(ftp_core *core, ftp_job *job)
+{
+#if FTP_FREE_THREADED
+    if (atomic_fetch_sub(&job->refs, 1) == 1) {
+        PyMem_Free(job);
+    }
+#else
+    /* With the GIL nothing runs between submission and reading the id. */
+    if (core->nfree < FTP_FREE_JOBS_MAX) {
+        job->next = core->free_jobs;
+        core->free_jobs = job;
+        core->nfree++;
+    }
+    else {
+        PyMem_RawFree(job);
+    }
+#endif
 }
 
 /* Drops the job's references and recycles it. */
@@ -38,14 +70,7 @@ job_release(ftp_job *job)
     }
     /* Recycle first: the references dropped below may run code that
      * submits again. */
-    if (core->nfree < FTP_FREE_JOBS_MAX) {
-        job->next = core->free_jobs;
-        core->free_jobs = job;
-        core->nfree++;
-    }
-    else {
-        PyMem_RawFree(job);
-    }
+    job_put(core, job);
     Py_DECREF(fn);
     Py_XDECREF(done);
     Py_XDECREF(kwargs);
@@ -74,8 +99,9 @@ job_argv(ftp_job *job)
     return job->args ? &PyTuple_GET_ITEM(job->args, 0) : job->argv;
 }
 
-PyObject *
-ftp_job_args_tuple(ftp_job *job)
+/* The job's positional arguments as a new tuple. */
+static PyObject *
+job_args_tuple(ftp_job *job)
 {
     PyObject *t;
 
@@ -129,7 +155,7 @@ job_run(void *arg)
     }
     else {
         /* The other paths may need the arguments as a tuple. */
-        PyObject *args = ftp_job_args_tuple(job);
+        PyObject *args = job_args_tuple(job);
         if (args == NULL) {
             PyErr_Clear();
             args = PyTuple_New(0);
@@ -215,13 +241,19 @@ ftp_job_submit(ftp_core *core, PyObject *fn, PyObject *const *argv,
         }
     }
     job->id = 0;
+    if (FTP_FREE_THREADED && core->result_id) {
+        atomic_store_explicit(&job->refs, 2, memory_order_relaxed);
+    }
     ftp_core_inflight_add(core, 1);
     rc = ftpool_submit_ex(core->pool, job_run, job_drop, job, flags,
                           &job->id);
     if (rc == FTPOOL_OK || rc == FTPOOL_ESPAWN) {
-        /* The GIL we hold keeps the job from running (and being recycled)
-         * before its id is read. */
+        /* The job cannot have been recycled yet: the GIL keeps it from
+         * running, or (free-threaded) our reference from being freed. */
         uint64_t id = job->id;
+        if (FTP_FREE_THREADED && core->result_id) {
+            job_put(core, job);
+        }
         if (rc == FTPOOL_ESPAWN && ftp_core_check_spawn(core) < 0) {
             return NULL;
         }
@@ -230,6 +262,8 @@ ftp_job_submit(ftp_core *core, PyObject *fn, PyObject *const *argv,
         }
         Py_RETURN_NONE;
     }
+    /* Never queued: ours is the only reference. */
+    atomic_store_explicit(&job->refs, 1, memory_order_relaxed);
     ftp_core_inflight_add(core, -1);
     job_release(job);
     ftp_core_raise(core, rc);

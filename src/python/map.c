@@ -12,7 +12,7 @@ map_release(ftp_map *m)
 {
     ftp_core *core;
 
-    if (--m->users > 0) {
+    if (atomic_fetch_sub(&m->users, 1) > 1) {
         return;
     }
     Py_DECREF(m->fn);
@@ -31,17 +31,13 @@ map_pull(ftp_map *m, PyObject **items, Py_ssize_t max)
 {
     Py_ssize_t n = 0;
 
-    if (!PyThread_acquire_lock(m->pull_lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        /* Another worker is inside next(); it unlocks when its chunk is
-         * pulled. */
-        PyThread_acquire_lock(m->pull_lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
-    }
-    while (n < max && !m->exhausted) {
+    /* Another worker may be inside next(); it unlocks when its chunk is
+     * pulled. */
+    ftp_lock_detached(m->pull_lock);
+    while (n < max && !ftp_load_int(&m->exhausted)) {
         PyObject *item = PyIter_Next(m->iter);
         if (item == NULL) {
-            m->exhausted = 1;
+            ftp_store_int(&m->exhausted, 1);
             if (PyErr_Occurred()) {
                 ftp_record_failure(&m->core->fail, 0, NULL, NULL);
             }
@@ -81,7 +77,7 @@ map_run(void *arg)
     PyObject *items[FTP_MAP_CHUNK], *out[FTP_MAP_CHUNK];
     int batch = m->done == NULL && core->done_max <= 0 && !m->is_gen;
 
-    while (!m->exhausted && !ftpool_is_closed(core->pool)) {
+    while (!ftp_load_int(&m->exhausted) && !ftpool_is_closed(core->pool)) {
         Py_ssize_t n = map_pull(m, items, m->chunk), nout = 0;
 
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -186,10 +182,11 @@ ftp_map_submit(ftp_core *core, PyObject *fn, PyObject *iterable,
             m->chunk = FTP_MAP_CHUNK;
         }
     }
-    m->users = 1;   /* ours, until every job is queued */
+    atomic_init(&m->users, 1);  /* ours, until every job is queued */
+    atomic_init(&m->exhausted, 0);
     for (unsigned i = 0; i < k; i++) {
         int rc;
-        m->users++;
+        atomic_fetch_add(&m->users, 1);
         ftp_core_inflight_add(core, 1);
         rc = ftpool_submit_ex(core->pool, map_run, map_drop, m, 0, NULL);
         if (rc == FTPOOL_ESPAWN) {
@@ -200,7 +197,7 @@ ftp_map_submit(ftp_core *core, PyObject *fn, PyObject *iterable,
             continue;
         }
         if (rc != FTPOOL_OK) {
-            m->users--;
+            atomic_fetch_sub(&m->users, 1);
             ftp_core_inflight_add(core, -1);
             if (i == 0) {
                 map_release(m);

@@ -3,8 +3,8 @@
  * of the binding: multi-phase initialisation (PEP 489), the module state,
  * the exceptions and constants, and the module-level Shutdown() function.
  *
- * Py_mod_gil is deliberately not declared yet: parts of the shared state
- * still rely on the GIL.
+ * The module declares that it does not need the GIL (Py_mod_gil): on a
+ * free-threaded build importing it leaves the GIL off.
  */
 #include "pool.h"
 
@@ -83,6 +83,11 @@ module_exec(PyObject *module)
                                    FTP_LOGGER_NAME) < 0
             || PyModule_AddStringConstant(module, "DEFAULT_LOGGING_FORMAT",
                                           FTP_DEFAULT_LOGGING_FORMAT) < 0) {
+        return -1;
+    }
+    st->logger_lock = PyThread_allocate_lock();
+    if (st->logger_lock == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
     atomic_init(&st->exiting, 0);
@@ -178,11 +183,21 @@ module_clear(PyObject *module)
 static void
 module_free(void *module)
 {
+    ftp_state *st = ftp_get_state((PyObject *)module);
+
     module_clear((PyObject *)module);
+    if (st->logger_lock != NULL) {
+        PyThread_free_lock(st->logger_lock);
+        st->logger_lock = NULL;
+    }
 }
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_mod_gil
+    /* Every piece of shared state is guarded without the GIL (ftp.h). */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
     {0, NULL}
 };
 

@@ -102,49 +102,65 @@ split_args(const char *func, const char *const *names, int nnames,
 /* Pool object                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The "fastthreadpool" logger with its one handler, made once: more
+ * handlers would repeat every line.  A new reference, or NULL. */
+static PyObject *
+make_logger(void)
+{
+    PyObject *logging, *logger, *handler = NULL, *fmt = NULL, *r = NULL;
+
+    logging = PyImport_ImportModule("logging");
+    if (logging == NULL) {
+        return NULL;
+    }
+    logger = PyObject_CallMethod(logging, "getLogger", "s", FTP_LOGGER_NAME);
+    if (logger != NULL) {
+        handler = ftp_call_method(logging, "StreamHandler", NULL, 0);
+        fmt = PyObject_CallMethod(logging, "Formatter", "s",
+                                  FTP_DEFAULT_LOGGING_FORMAT);
+    }
+    if (handler != NULL && fmt != NULL) {
+        r = PyObject_CallMethod(handler, "setFormatter", "O", fmt);
+        Py_XDECREF(r);
+        r = r ? PyObject_CallMethod(logger, "addHandler", "O", handler)
+              : NULL;
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(handler);
+    Py_XDECREF(fmt);
+    Py_DECREF(logging);
+    if (r == NULL
+            || PyObject_SetAttrString(logger, "propagate", Py_False) < 0) {
+        Py_XDECREF(logger);
+        return NULL;
+    }
+    return logger;
+}
+
+/* The module's logger at `level`, in *out (a new reference).  0 or -1. */
 static int
 setup_logger(ftp_state *st, long level, PyObject **out)
 {
-    PyObject *logging = NULL, *logger = NULL, *r = NULL;
+    PyObject *logger, *r;
 
+    /* Held while the logging module runs: two pools made at once in two
+     * threads must not both add a handler. */
+    ftp_lock_detached(st->logger_lock);
     if (st->logger == NULL) {
-        PyObject *handler = NULL, *fmt = NULL;
-        logging = PyImport_ImportModule("logging");
-        if (logging == NULL) {
-            return -1;
-        }
-        logger = PyObject_CallMethod(logging, "getLogger", "s",
-                                     FTP_LOGGER_NAME);
-        if (logger != NULL) {
-            handler = ftp_call_method(logging, "StreamHandler", NULL, 0);
-            fmt = PyObject_CallMethod(logging, "Formatter", "s",
-                                      FTP_DEFAULT_LOGGING_FORMAT);
-        }
-        if (handler != NULL && fmt != NULL) {
-            r = PyObject_CallMethod(handler, "setFormatter", "O", fmt);
-            Py_XDECREF(r);
-            r = r ? PyObject_CallMethod(logger, "addHandler", "O", handler)
-                  : NULL;
-            Py_XDECREF(r);
-        }
-        Py_XDECREF(handler);
-        Py_XDECREF(fmt);
-        Py_DECREF(logging);
-        if (r == NULL
-                || PyObject_SetAttrString(logger, "propagate",
-                                          Py_False) < 0) {
-            Py_XDECREF(logger);
-            return -1;
-        }
-        /* One handler for every pool: duplicates would repeat lines. */
-        st->logger = logger;
+        st->logger = make_logger();
     }
-    r = PyObject_CallMethod(st->logger, "setLevel", "l", level);
+    logger = Py_XNewRef(st->logger);
+    PyThread_release_lock(st->logger_lock);
+    if (logger == NULL) {
+        return -1;
+    }
+    r = PyObject_CallMethod(logger, "setLevel", "l", level);
     if (r == NULL) {
+        Py_DECREF(logger);
         return -1;
     }
     Py_DECREF(r);
-    *out = Py_NewRef(st->logger);
+    *out = logger;
     return 0;
 }
 
@@ -698,8 +714,7 @@ pool_clear_meth(ftp_poolobject *self, PyObject *unused)
     ftpool_open(core->pool);
     ftp_rq_unthrottle(core->done, 0);
     ftpool_cancel_all(core->pool);
-    if (core->children_stopped) {
-        core->children_stopped = 0;
+    if (atomic_exchange(&core->children_stopped, 0)) {
         if (ftp_core_kick(core) < 0) {
             return NULL;
         }
@@ -729,7 +744,7 @@ pool_shutdown_children(ftp_poolobject *self, PyObject *unused)
     ftpool_close(core->pool);
     ftpool_shutdown(core->pool, FTPOOL_SHUTDOWN_SOON);
     ftp_rq_unthrottle(core->done, 1);
-    core->children_stopped = 1;
+    ftp_store_int(&core->children_stopped, 1);
     Py_RETURN_NONE;
 }
 
@@ -888,92 +903,125 @@ get_pending(ftp_poolobject *self, void *c)
     return PyLong_FromSize_t(s.busy + s.pending);
 }
 
+/* A queued job as Pool.jobs shows it: (fn, done mode, args, kwargs).
+ * Copied with new references while the engine holds its queue lock, so
+ * that the job may run and go meanwhile. */
 typedef struct {
-    void **items;
+    PyObject *fn, *done, *args, *kwargs;    /* done, args, kwargs: or NULL */
+    PyObject *argv[FTP_INLINE_ARGS];        /* args inline when NULL */
+    Py_ssize_t nargs;
+} queued_job;
+
+typedef struct {
+    queued_job *jobs;
     size_t n, cap;
     int oom;
-} queued_args;
+} queued_jobs;
 
+/* Visits a queued job (engine queue lock held): no Python code here, only
+ * new references. */
 static void
-collect_queued(void *arg, uint64_t id, void *ctx_)
+copy_queued(void *arg, uint64_t id, void *ctx_)
 {
-    queued_args *ctx = ctx_;
+    queued_jobs *ctx = ctx_;
+    int kind = *(int *)arg;
+    queued_job *q;
 
+    if (kind == FTP_KIND_NOP || ctx->oom) {
+        return;
+    }
     if (ctx->n == ctx->cap) {
         size_t cap = ctx->cap ? ctx->cap * 2 : 64;
-        void **p = PyMem_RawRealloc(ctx->items, cap * sizeof(void *));
+        void *p = PyMem_RawRealloc(ctx->jobs, cap * sizeof(queued_job));
         if (p == NULL) {
             ctx->oom = 1;
             return;
         }
-        ctx->items = p;
+        ctx->jobs = p;
         ctx->cap = cap;
     }
-    ctx->items[ctx->n++] = arg;
-}
-
-static PyObject *
-done_mode_obj(PyObject *done)
-{
-    return Py_NewRef(done == NULL ? Py_True : done);
-}
-
-/* Pool.jobs entry of a queued plain job or map job. */
-static PyObject *
-job_entry(void *arg)
-{
-    int kind = *(int *)arg;
-    PyObject *dm, *entry = NULL;
-
+    q = &ctx->jobs[ctx->n++];
+    q->args = q->kwargs = NULL;
+    q->nargs = 0;
     if (kind == FTP_KIND_JOB) {
         ftp_job *j = arg;
-        PyObject *a = ftp_job_args_tuple(j);
-        PyObject *k = j->kwargs ? PyDict_Copy(j->kwargs) : PyDict_New();
-        dm = done_mode_obj(j->done);
-        if (a && k) {
-            entry = PyTuple_Pack(4, j->fn, dm, a, k);
+        q->fn = j->fn;
+        q->done = j->done;
+        q->kwargs = j->kwargs;
+        q->args = j->args;
+        if (j->args == NULL) {
+            q->nargs = j->nargs;
+            for (Py_ssize_t i = 0; i < j->nargs; i++) {
+                q->argv[i] = Py_NewRef(j->argv[i]);
+            }
         }
-        Py_XDECREF(a);
-        Py_XDECREF(k);
+    }
+    else if (kind == FTP_KIND_MAP) {
+        ftp_map *m = arg;
+        q->fn = m->fn;
+        q->done = m->done;
     }
     else {
-        ftp_map *m = arg;
-        dm = done_mode_obj(m->done);
-        entry = Py_BuildValue("(OO(){})", m->fn, dm);
+        ftp_timer *t = arg;
+        q->fn = t->fn;
+        q->done = t->done;
+        q->args = t->args;
+        q->kwargs = t->kwargs;
     }
-    Py_DECREF(dm);
+    Py_INCREF(q->fn);
+    Py_XINCREF(q->done);
+    Py_XINCREF(q->args);
+    Py_XINCREF(q->kwargs);
+}
+
+/* The entry of a copied job; drops the copy's references. */
+static PyObject *
+queued_entry(queued_job *q)
+{
+    PyObject *args = q->args, *kwargs, *entry = NULL;
+
+    if (args == NULL) {
+        args = PyTuple_New(q->nargs);
+        for (Py_ssize_t i = 0; i < q->nargs; i++) {
+            if (args != NULL) {
+                PyTuple_SET_ITEM(args, i, q->argv[i]);
+            }
+            else {
+                Py_DECREF(q->argv[i]);
+            }
+        }
+    }
+    kwargs = q->kwargs ? PyDict_Copy(q->kwargs) : PyDict_New();
+    if (args != NULL && kwargs != NULL) {
+        entry = PyTuple_Pack(4, q->fn, q->done ? q->done : Py_True, args,
+                             kwargs);
+    }
+    Py_DECREF(q->fn);
+    Py_XDECREF(q->done);
+    Py_XDECREF(q->kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
     return entry;
 }
 
 static PyObject *
 get_jobs(ftp_poolobject *self, void *c)
 {
-    queued_args ctx = {NULL, 0, 0, 0};
+    queued_jobs ctx = {NULL, 0, 0, 0};
     PyObject *list, *d;
     CORE_OR_NULL(self)
 
-    ftpool_foreach_queued(core->pool, collect_queued, &ctx);
-    if (ctx.oom) {
-        PyMem_RawFree(ctx.items);
-        return PyErr_NoMemory();
-    }
-    /* The structs stay valid: running or dropping a job needs the GIL,
-     * which we hold. */
-    list = PyList_New(0);
-    for (size_t i = 0; list != NULL && i < ctx.n; i++) {
-        int kind = *(int *)ctx.items[i];
-        PyObject *entry;
-        if (kind == FTP_KIND_NOP) {
-            continue;
-        }
-        entry = kind == FTP_KIND_TIMER ? ftp_timer_job_entry(ctx.items[i])
-                                       : job_entry(ctx.items[i]);
-        if (entry == NULL || PyList_Append(list, entry) < 0) {
+    ftpool_foreach_queued(core->pool, copy_queued, &ctx);
+    list = ctx.oom ? PyErr_NoMemory() : PyList_New(0);
+    for (size_t i = 0; i < ctx.n; i++) {
+        PyObject *entry = queued_entry(&ctx.jobs[i]);
+        if (list != NULL && (entry == NULL
+                             || PyList_Append(list, entry) < 0)) {
             Py_CLEAR(list);
         }
         Py_XDECREF(entry);
     }
-    PyMem_RawFree(ctx.items);
+    PyMem_RawFree(ctx.jobs);
     if (list == NULL) {
         return NULL;
     }
@@ -1045,7 +1093,7 @@ static PyObject *
 get_is_shutdown(ftp_poolobject *self, void *c)
 {
     CORE_OR_NULL(self)
-    return PyBool_FromLong(core->is_shutdown);
+    return PyBool_FromLong(ftp_load_int(&core->is_shutdown));
 }
 
 static PyObject *

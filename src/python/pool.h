@@ -59,6 +59,10 @@ typedef struct ftp_failure_format {
 typedef struct ftp_job {
     int kind;
     struct ftp_job *next;       /* free list link */
+    /* Without the GIL the job may run and be freed before its submitter
+     * has read its id: with result_id, the submitter holds a reference
+     * too (the job is freed by whoever drops the last). */
+    atomic_int refs;
     ftp_core *core;
     PyObject *fn;
     PyObject *done;             /* NULL: store, Py_False: discard, else
@@ -74,13 +78,13 @@ typedef struct ftp_job {
 typedef struct ftp_map {
     int kind;
     ftp_core *core;
-    Py_ssize_t users;           /* engine jobs still holding it (GIL) */
+    atomic_long users;          /* engine jobs still holding it */
     PyObject *fn;
     PyObject *iter;
     PyObject *done;             /* as ftp_job.done */
     int unpack;                 /* -1: tuples only, 1: always, 0: never */
     int is_gen;
-    int exhausted;
+    atomic_int exhausted;       /* read without pull_lock */
     Py_ssize_t chunk;           /* items pulled at once */
     /* Serialises next() on the shared iterator: a Python generator must
      * not be resumed by two workers at once.  Waited on detached. */
@@ -93,13 +97,14 @@ typedef struct ftp_timerobject {
     PyObject *core;             /* the core that armed it, or NULL */
     uint64_t timer_id;          /* engine timer id; 0 = none */
     int kind;                   /* FTP_TIMER_LATER or FTP_TIMER_SCHEDULE */
-    int active;                 /* armed and not finished (GIL) */
+    atomic_int active;          /* armed and not finished */
 } ftp_timerobject;
 
 enum { FTP_TIMER_LATER = 1, FTP_TIMER_SCHEDULE = 2 };
 
 /* An armed timer: the engine job argument of its runs, linked into its
- * core's list until it finishes (GIL). */
+ * core's list until it finishes (next, prevp: guarded by the core's
+ * timers_lock). */
 typedef struct ftp_timer {
     int kind;
     ftp_core *core;
@@ -110,7 +115,7 @@ typedef struct ftp_timer {
     ftp_timerobject *handle;
     struct ftp_timer *next, **prevp;
     int oneshot;
-    int fired;                  /* a one-shot whose run has started */
+    atomic_int fired;           /* a one-shot whose run has started */
 } ftp_timer;
 
 /* What a pool-level callback thread needs.  It owns these references and
@@ -143,22 +148,26 @@ struct ftp_core {
     /* Results. */
     ftp_rqobject *done;
     ftp_rqobject *failed;
-    /* Callback threads and their contexts, [0] done, [1] failed (GIL). */
+    /* Callback threads and their contexts, [0] done, [1] failed, and
+     * cb_busy (a thread is starting them): guarded by cb_lock. */
     PyObject *cbthread[2];
     ftp_cbctx *cbctx[2];
-    int cb_restart;             /* restart them on the next submission */
+    int cb_busy;
+    ftp_mutex cb_lock;
+    atomic_int cb_restart;      /* restart them on the next submission */
     /* as_completed: released after every push and every finished job
      * while someone waits (notify_waiters > 0). */
     ftpool_sem_t *notify;
     atomic_int notify_waiters;
     atomic_llong inflight;      /* submitted jobs not finished/dropped */
-    /* Armed timers (GIL). */
+    /* Armed timers, guarded by timers_lock. */
     ftp_timer *timers;
-    /* Recycled job structs (GIL). */
+    ftp_mutex timers_lock;
+    /* Recycled job structs, with the GIL only (the GIL guards them). */
     ftp_job *free_jobs;
     int nfree;
-    int is_shutdown;
-    int children_stopped;       /* shutdown_children() since clear() */
+    atomic_int is_shutdown;
+    atomic_int children_stopped; /* shutdown_children() since clear() */
 };
 
 typedef struct {
@@ -240,8 +249,6 @@ void ftp_store_result(ftp_core *core, PyObject *value, uint64_t id);
 PyObject *ftp_job_submit(ftp_core *core, PyObject *fn,
                          PyObject *const *argv, Py_ssize_t nargs,
                          PyObject *kwargs, PyObject *done, unsigned flags);
-/* The positional arguments of a queued job as a new tuple. */
-PyObject *ftp_job_args_tuple(ftp_job *job);
 /* Frees the recycled job structs of a core being freed. */
 void ftp_job_free_cache(ftp_core *core);
 
@@ -267,8 +274,6 @@ int ftp_timer_cancel(ftp_core *core, ftp_timerobject *h);
 int ftp_timer_delay_until(PyObject *runat, int64_t *delay_ns);
 /* A deque of the handles of the timers of one kind that will still run. */
 PyObject *ftp_timer_handles(ftp_core *core, int kind);
-/* Pool.jobs entry of a queued timer run. */
-PyObject *ftp_timer_job_entry(ftp_timer *t);
 
 /* ---- callbacks.c -------------------------------------------------------- */
 
@@ -278,7 +283,7 @@ int ftp_callbacks_start(ftp_core *core);
 static inline int
 ftp_callbacks_check(ftp_core *core)
 {
-    return core->cb_restart ? ftp_callbacks_start(core) : 0;
+    return ftp_load_int(&core->cb_restart) ? ftp_callbacks_start(core) : 0;
 }
 /* Asks them to exit once their queue is drained and forgets them. */
 void ftp_callbacks_stop(ftp_core *core);

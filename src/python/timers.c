@@ -20,21 +20,25 @@
 static void
 timer_link(ftp_core *core, ftp_timer *t)
 {
+    ftp_lock(&core->timers_lock);
     t->next = core->timers;
     t->prevp = &core->timers;
     if (core->timers != NULL) {
         core->timers->prevp = &t->next;
     }
     core->timers = t;
+    ftp_unlock(&core->timers_lock);
 }
 
 static void
 timer_unlink(ftp_timer *t)
 {
+    ftp_lock(&t->core->timers_lock);
     *t->prevp = t->next;
     if (t->next != NULL) {
         t->next->prevp = t->prevp;
     }
+    ftp_unlock(&t->core->timers_lock);
 }
 
 /* The timer will not run again: forget its handle and free it. */
@@ -45,7 +49,7 @@ timer_finish(ftp_timer *t)
     ftp_timerobject *h = t->handle;
 
     timer_unlink(t);
-    h->active = 0;
+    ftp_store_int(&h->active, 0);
     Py_DECREF(t->fn);
     Py_XDECREF(t->args);
     Py_XDECREF(t->kwargs);
@@ -63,7 +67,7 @@ timer_fire(void *arg)
     ftp_core *core = t->core;
     PyObject *r;
 
-    t->fired = 1;
+    ftp_store_int(&t->fired, 1);
     if (ftp_callbacks_check(core) < 0) {
         /* A timer run after shutdown(): its result still goes to the
          * pool-level callbacks, which shutdown() had stopped. */
@@ -127,15 +131,17 @@ handle_new(ftp_state *st, ftp_core *core, int kind)
 int
 ftp_timer_cancel(ftp_core *core, ftp_timerobject *h)
 {
-    if (core->pool == NULL || !h->active) {
+    if (core->pool == NULL || !ftp_load_int(&h->active)) {
         return 0;
     }
+    /* The engine cancels a timer once: of two threads cancelling it, one
+     * gets True. */
     if (ftpool_timer_cancel(core->pool, h->timer_id) != FTPOOL_OK) {
         return 0;
     }
     /* No further run: inactive now, even if a run already queued or
      * running keeps the record until it ends. */
-    h->active = 0;
+    ftp_store_int(&h->active, 0);
     return 1;
 }
 
@@ -180,7 +186,7 @@ handle_dealloc(ftp_timerobject *h)
 static PyObject *
 handle_cancel(ftp_timerobject *h, PyObject *unused)
 {
-    if (h->core == NULL || !h->active) {
+    if (h->core == NULL || !ftp_load_int(&h->active)) {
         Py_RETURN_FALSE;
     }
     return PyBool_FromLong(ftp_timer_cancel((ftp_core *)h->core, h));
@@ -198,7 +204,7 @@ handle_get_id(ftp_timerobject *h, void *closure)
 static PyObject *
 handle_get_active(ftp_timerobject *h, void *closure)
 {
-    return PyBool_FromLong(h->active);
+    return PyBool_FromLong(ftp_load_int(&h->active));
 }
 
 static PyObject *
@@ -206,7 +212,8 @@ handle_repr(ftp_timerobject *h)
 {
     return PyUnicode_FromFormat("<TimerObj id=%llu %s>",
                                 (unsigned long long)h->timer_id,
-                                h->active ? "active" : "inactive");
+                                ftp_load_int(&h->active) ? "active"
+                                                         : "inactive");
 }
 
 static PyMethodDef handle_methods[] = {
@@ -300,9 +307,11 @@ ftp_timer_arm(ftp_core *core, int kind, int64_t delay_ns,
     t->done = done;
     t->handle = (ftp_timerobject *)Py_NewRef((PyObject *)h);
     t->oneshot = interval_ns <= 0;
-    t->fired = 0;
-    /* Everything a run touches is set before the timer is armed. */
-    h->active = 1;
+    atomic_init(&t->fired, 0);
+    /* Everything a run touches is set before the timer is armed: without
+     * the GIL it may run, and finish, before ftpool_timer_after()
+     * returns. */
+    ftp_store_int(&h->active, 1);
     timer_link(core, t);
     rc = ftpool_timer_after(core->pool, delay_ns > 0 ? delay_ns : 0,
                             interval_ns > 0 ? interval_ns : 0,
@@ -310,7 +319,7 @@ ftp_timer_arm(ftp_core *core, int kind, int64_t delay_ns,
     if (rc != FTPOOL_OK) {
         /* Never armed: no run, no drop. */
         timer_unlink(t);
-        h->active = 0;
+        ftp_store_int(&h->active, 0);
         Py_DECREF(t->fn);
         Py_DECREF(t->handle);
         Py_DECREF(t->core);
@@ -430,43 +439,60 @@ collect_queued(void *arg, uint64_t id, void *ctx_)
 PyObject *
 ftp_timer_handles(ftp_core *core, int kind)
 {
-    PyObject *list = PyList_New(0), *d;
+    PyObject *list, *d;
     queued_args queued = {NULL, 0, 0, 0};
+    ftp_timerobject **found = NULL;
+    size_t nfound = 0, cap = 0;
+    int oom = 0;
 
-    if (list == NULL) {
-        return NULL;
-    }
     /* A one-shot timer whose run is queued or has started will not run
      * again: it is no longer listed. */
     ftpool_foreach_queued(core->pool, collect_queued, &queued);
-    if (queued.oom) {
-        PyMem_RawFree(queued.items);
-        Py_DECREF(list);
-        return PyErr_NoMemory();
-    }
-    for (ftp_timer *t = core->timers; t != NULL; t = t->next) {
+    ftp_lock(&core->timers_lock);
+    for (ftp_timer *t = core->timers; t != NULL && !oom; t = t->next) {
         ftp_timerobject *h = t->handle;
         int fired = 0;
-        if (h->kind != kind || !h->active) {
+        if (h->kind != kind || !ftp_load_int(&h->active)) {
             continue;
         }
         if (t->oneshot) {
-            fired = t->fired;
+            fired = ftp_load_int(&t->fired);
             for (size_t i = 0; !fired && i < queued.n; i++) {
                 fired = queued.items[i] == (void *)t;
             }
         }
-        if (!fired && PyList_Append(list, (PyObject *)h) < 0) {
-            PyMem_RawFree(queued.items);
-            Py_DECREF(list);
-            return NULL;
+        if (fired) {
+            continue;
+        }
+        if (nfound == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            void *p = PyMem_RawRealloc(found, ncap * sizeof(*found));
+            if (p == NULL) {
+                oom = 1;
+                break;
+            }
+            found = p;
+            cap = ncap;
+        }
+        found[nfound++] = (ftp_timerobject *)Py_NewRef((PyObject *)h);
+    }
+    ftp_unlock(&core->timers_lock);
+    PyMem_RawFree(queued.items);
+    /* Newest first in the list: the deque lists them as they were
+     * armed. */
+    list = oom || queued.oom ? NULL : PyList_New((Py_ssize_t)nfound);
+    for (size_t i = 0; i < nfound; i++) {
+        if (list != NULL) {
+            PyList_SET_ITEM(list, (Py_ssize_t)i,
+                            (PyObject *)found[nfound - 1 - i]);
+        }
+        else {
+            Py_DECREF(found[nfound - 1 - i]);
         }
     }
-    PyMem_RawFree(queued.items);
-    /* Oldest first, as they were armed. */
-    if (PyList_Reverse(list) < 0) {
-        Py_DECREF(list);
-        return NULL;
+    PyMem_RawFree(found);
+    if (list == NULL) {
+        return (oom || queued.oom) ? PyErr_NoMemory() : NULL;
     }
     d = ftp_import_attr("collections", "deque");
     if (d != NULL) {
@@ -474,17 +500,4 @@ ftp_timer_handles(ftp_core *core, int kind)
     }
     Py_DECREF(list);
     return d;
-}
-
-PyObject *
-ftp_timer_job_entry(ftp_timer *t)
-{
-    PyObject *k = t->kwargs ? PyDict_Copy(t->kwargs) : PyDict_New(), *e;
-
-    if (k == NULL) {
-        return NULL;
-    }
-    e = PyTuple_Pack(4, t->fn, t->done ? t->done : Py_True, t->args, k);
-    Py_DECREF(k);
-    return e;
 }

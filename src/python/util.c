@@ -233,21 +233,22 @@ ftp_thread_is_alive(ftp_state *st, PyObject *thread)
     return alive;
 }
 
-/* Removes `t` from the list, compared by identity.  0 or -1. */
-static int
-list_remove_identity(PyObject *list, PyObject *t)
+int
+ftp_list_remove(PyObject *list, PyObject *item)
 {
-    int rc = 0;
+    /* One call of list.remove(), atomic on its own without the GIL: a
+     * search and a deletion by index would race with other removals. */
+    PyObject *r = ftp_call_method(list, "remove", &item, 1);
 
-    Py_BEGIN_CRITICAL_SECTION(list);
-    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(list); j++) {
-        if (PyList_GET_ITEM(list, j) == t) {
-            rc = PyList_SetSlice(list, j, j + 1, NULL);
-            break;
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return -1;
         }
+        PyErr_Clear();
+        return 0;
     }
-    Py_END_CRITICAL_SECTION();
-    return rc;
+    Py_DECREF(r);
+    return 0;
 }
 
 int
@@ -261,13 +262,23 @@ ftp_forget_ended_threads(ftp_state *st, PyObject *threads)
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seen); i++) {
         PyObject *t = PyTuple_GET_ITEM(seen, i);
         int alive = ftp_thread_is_alive(st, t);
-        if (alive < 0 || (!alive && list_remove_identity(threads, t) < 0)) {
+        if (alive < 0 || (!alive && ftp_list_remove(threads, t) < 0)) {
             Py_DECREF(seen);
             return -1;
         }
     }
     Py_DECREF(seen);
     return 0;
+}
+
+void
+ftp_lock_detached(PyThread_type_lock lock)
+{
+    if (!PyThread_acquire_lock(lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
 }
 
 /* Sleeps about ms milliseconds, detached (portable: a timed wait on a

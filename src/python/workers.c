@@ -335,14 +335,7 @@ hook_worker_end(void *arg)
     }
     me = PyObject_CallNoArgs(w->st->current_thread);
     if (me != NULL) {
-        Py_BEGIN_CRITICAL_SECTION(w->threads);
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(w->threads); i++) {
-            if (PyList_GET_ITEM(w->threads, i) == me) {
-                PyList_SetSlice(w->threads, i, i + 1, NULL);
-                break;
-            }
-        }
-        Py_END_CRITICAL_SECTION();
+        ftp_list_remove(w->threads, me);
         if (ftp_forget_ended_threads(w->st, w->ended) < 0) {
             PyErr_Clear();
         }
@@ -405,14 +398,7 @@ start_worker(ftp_workers *w)
 fail:
     if (listed) {
         PyObject *exc = ftp_err_fetch();
-        Py_BEGIN_CRITICAL_SECTION(w->threads);
-        for (Py_ssize_t i = PyList_GET_SIZE(w->threads) - 1; i >= 0; i--) {
-            if (PyList_GET_ITEM(w->threads, i) == thread) {
-                PyList_SetSlice(w->threads, i, i + 1, NULL);
-                break;
-            }
-        }
-        Py_END_CRITICAL_SECTION();
+        ftp_list_remove(w->threads, thread);
         ftp_err_restore(exc);
     }
     Py_XDECREF(thread);
