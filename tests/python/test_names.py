@@ -210,3 +210,14 @@ def test_keyword_names_of_methods(make_pool):
     assert list(pool.as_completed(wait=False, cnt_max=0)) != []
     assert pool.join(timeout=3) is True
     assert pool.shutdown(timeout=3, soon=False) is True
+
+
+def test_pool_can_be_subclassed(ftp):
+    class MyPool(ftp.Pool):
+        def double(self, x):
+            return self.submit(lambda: 2 * x)
+
+    pool = MyPool(1)
+    pool.double(21)
+    assert pool.shutdown(3) is True
+    assert list(pool.done) == [42]

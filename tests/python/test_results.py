@@ -113,6 +113,28 @@ def test_partial_and_bound_generator_methods_are_iterated(make_pool):
     assert list(pool.done) == [5, 6, 0, 1, 2]
 
 
+def test_generator_detection_through_wrappers(make_pool):
+    class C:
+        def gen(self, n):
+            yield from range(n)
+
+    def gen(n, step=1):
+        yield from range(0, n, step)
+
+    def returns_generator(n):
+        return (i for i in range(n))
+
+    pool = make_pool(1)
+    pool.submit(C().gen, 3)
+    pool.submit(functools.partial(gen, step=2), 5)
+    pool.submit(functools.partial(functools.partial(gen), 2))
+    pool.submit(returns_generator, 2)
+    assert pool.shutdown(3) is True
+    done = list(pool.done)
+    assert done[:8] == [0, 1, 2, 0, 2, 4, 0, 1]
+    assert len(done) == 9 and hasattr(done[8], "__next__")
+
+
 def test_empty_generator_gives_no_result(make_pool):
     pool = make_pool(1)
 
