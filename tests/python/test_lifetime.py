@@ -1,5 +1,7 @@
-"""Pools that are no longer referenced are freed (SPEC A D9; issue:
-reliability, memory and threads)."""
+"""Pools that are no longer referenced are freed: a pool nobody references,
+with no queued jobs or armed timers, releases its threads and its results,
+also through reference cycles; queued jobs and armed timers keep it alive
+until they have run."""
 import gc
 import threading
 import weakref

@@ -1,5 +1,7 @@
-"""Public names, exceptions, constructor keywords and settings (SPEC A Keep,
-B 1, 2, 6, 7, 7b)."""
+"""Public names, exceptions, constructor keywords and settings: code written
+for the original fastthreadpool runs unchanged (the same names, keyword
+names, positional order and defaults, the max_children convention, settings
+readable as read-only attributes)."""
 import logging
 import os
 import threading

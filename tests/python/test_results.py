@@ -1,5 +1,7 @@
-"""Shapes of done and failed entries for every flag combination (SPEC B 9;
-A D15)."""
+"""Shapes of done and failed entries for every combination of result_id,
+exc_args and exc_stack; generator jobs give one result per yielded value; a
+job raising a BaseException (SystemExit, KeyboardInterrupt) is recorded as
+a failure and its worker lives on."""
 import functools
 import itertools
 import threading

@@ -1,5 +1,9 @@
-"""shutdown, join, shutdown_children, clear, Shutdown, context manager (SPEC
-B 3, 7.11-7.14, 7.17; A D11, D12, D17, D21)."""
+"""shutdown, join, shutdown_children, clear, Shutdown, context manager:
+shutdown()/join() wait until the queue is empty and nothing runs, jobs
+submitted meanwhile by running jobs included, and a later submit starts
+workers again; shutdown_children() drops no job silently; Shutdown(now=False)
+finishes the queued jobs; timeouts are honoured closely, not rounded to
+whole seconds."""
 import threading
 import time
 

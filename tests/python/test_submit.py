@@ -1,5 +1,8 @@
-"""submit, submit_done, submit_first, submit_done_first (SPEC B 7.1-7.4, 10;
-A D20)."""
+"""submit, submit_done, submit_first, submit_done_first: arguments reach the
+job, each returns None (the job id with result_id=True), jobs run in FIFO
+order and the *_first variants go to the front; done_callback True or None
+stores the result, False discards it, a callable runs in the worker, and
+anything else is a TypeError at submission."""
 import threading
 
 import pytest

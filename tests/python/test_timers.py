@@ -1,5 +1,7 @@
-"""submit_later, schedule, submit_at and their cancellation (SPEC B 7.5-7.7,
-7.10; A D14, D16)."""
+"""submit_later, schedule, submit_at and their cancellation, also before a
+schedule's first run; submit_at takes time.time() seconds or a struct_time;
+timers keep running across shutdown() and their results still reach the
+callbacks."""
 import threading
 import time
 
@@ -302,8 +304,8 @@ def test_many_timers_fire_in_deadline_order(make_pool):
 
 
 def test_schedule_keeps_running_after_shutdown(make_pool):
-    # Part B 7.6: shutdown() does not stop schedules; their runs still get
-    # workers afterwards.
+    # As in the original, shutdown() does not stop schedules (only a cancel
+    # does); their runs still get workers afterwards.
     pool = make_pool(1)
     ticks = []
     tobj = pool.schedule(0.02, ticks.append, "tick")
