@@ -140,11 +140,11 @@ asan-py:
 
 # Memcheck is ~20x slower: a subset that passes every object through every
 # path of the binding (the leak cycles, timers, fork, submit, results,
-# callbacks, map, faults, bad input, gc); subprocess-heavy and timing-bound
-# files are left to asan-py.
-VALGRIND_PY_TESTS ?= $(addprefix tests/python/test_,reliability_leaks.py \
-    reliability_timers.py reliability_fork.py submit.py results.py \
-    callbacks.py map.py gc.py faults.py bad_input.py binding_queue.py \
+# callbacks, map, faults, bad input, lifetime, result queue, asyncio);
+# subprocess-heavy and timing-bound files are left to asan-py.
+VALGRIND_PY_TESTS ?= $(addprefix tests/python/test_,leaks.py \
+    timers_cancel_race.py fork.py submit.py results.py callbacks.py \
+    map.py lifetime.py faults.py bad_input.py result_queue.py \
     executor_asyncio.py)
 valgrind-py: ext
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \

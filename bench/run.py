@@ -7,10 +7,10 @@ one report.
                          [--duration S | --num N] [--no-pin] [--out DIR]
 
 Parts:
-  echo       the echo experiment (BENCHMARKS.md section 1): Python echo
-             servers (asyncio, uvloop, threads on fastthreadpool) and the C
-             servers of bench/echo, driven by the C load generator and by
-             the original-style Python client; every reply is verified.
+  echo       the echo experiment: Python echo servers (asyncio, uvloop,
+             threads on fastthreadpool) and the C servers of bench/echo,
+             driven by the C load generator and by the original-style
+             Python client; every reply is verified.
   engine     build/bench/bench_engine (C engine against GLib and libuv)
   overhead   bench/overhead/run.py (pool overhead, tiny jobs)
   semaphore  bench/semaphore/run.py (Semaphore)

@@ -21,8 +21,8 @@
 # pymalloc arena.  Knobs: PYTHON, CC, BUILD, FTPOOL_TEST_DEADLINE (per-test
 # deadline, raised here because everything runs several times slower),
 # FTPOOL_STRESS_N (the job count of test_stress.py, 50,000 under ASan),
-# FTPOOL_LEAK_CYCLES (test_reliability_leaks.py, 16 under memcheck),
-# FTPOOL_TIMER_SPREAD (the timer delays of test_reliability_timers.py, 2 s
+# FTPOOL_LEAK_CYCLES (test_leaks.py, 16 under memcheck),
+# FTPOOL_TIMER_SPREAD (the timer delays of test_timers_cancel_race.py, 2 s
 # under memcheck, where arming the timers takes longer than 30 ms).
 set -eu
 cd "$(dirname "$0")/.."
@@ -60,7 +60,7 @@ asan)
     # Reports also go to files, so that an error in an interpreter that a
     # test starts (whose exit status the test may not look at) fails the
     # run too.  detect_leaks=0: CPython does not free everything at exit;
-    # leaks are covered by valgrind-py and test_reliability_leaks.py.
+    # leaks are covered by valgrind-py and test_leaks.py.
     rm -rf reports
     mkdir reports
     logs="log_path=$ROOT/$out/reports/san"

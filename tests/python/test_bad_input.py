@@ -1,5 +1,8 @@
-"""Bad input gets a clear exception, never a crash or a hang (issue: bad
-input; SPEC B 2, 6; A D20)."""
+"""Bad input gets a clear exception, never a crash or a hang: wrong types
+and values for the callable, the callbacks, delays, timeouts, constructor
+keywords and cancel(). A done_callback that is neither callable, a bool nor
+None is a TypeError at submission: accepted, it would silently never run
+the job."""
 import math
 import time
 

@@ -1,4 +1,8 @@
-"""Pool-level done/failed callbacks and log_level (SPEC B 6; A D3, D4, D10)."""
+"""Pool-level done/failed callbacks and log_level: every result reaches
+done_callback and every failure failed_callback (one argument: the failure
+entry), also across shutdown() and clear(); a callback raising becomes a
+failure, never a lost result; log_level logs each failure once, with its
+traceback, through one handler."""
 import logging
 import threading
 import time

@@ -1,6 +1,7 @@
-"""The original's echo server usage (SPEC A Keep, B 13.2-13.3): a job runs an
+"""The original's echo server usage, which must keep working: a job runs an
 accept loop and submits one job per connection while the main thread waits
-in pool.join()."""
+in pool.join(); every connection is served, however many arrive at once
+(up to max_children - 1 concurrently)."""
 import os
 import socket
 import threading

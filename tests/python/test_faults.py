@@ -1,5 +1,6 @@
 """Faults in user code: exceptions and BaseExceptions from callbacks, and
-pool calls made from inside a job (issue: reliability)."""
+pool calls made from inside a job, neither wedge the pool nor stop the
+delivery of results."""
 import threading
 import time
 

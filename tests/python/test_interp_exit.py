@@ -1,5 +1,7 @@
-"""Interpreter exit with work left in a pool (SPEC B 3; A D8, D10, D13, D15
-exit). Each case runs in a fresh interpreter with a hard timeout."""
+"""Interpreter exit with work left in a pool: exit stays prompt with pending
+timers, live schedules, a done_max limit, callback threads, or after a job
+raised a BaseException; a running job finishes first. Each case runs in a
+fresh interpreter with a hard timeout."""
 import textwrap
 
 from conftest import run_script
@@ -198,7 +200,7 @@ def test_fork_with_busy_pool():
 
 def test_exit_finishes_running_job_and_drops_queued_ones():
     # Shutdown() runs at exit: the running job completes, queued jobs are
-    # dropped (SPEC B 3), and exit stays prompt.
+    # dropped (as the original's exit handler does), and exit stays prompt.
     proc, elapsed = check("""
         started = threading.Event()
         def job():

@@ -1,5 +1,7 @@
-"""Ctrl-C interrupts the main thread's waits promptly (SPEC A D5; issue:
-reliability). Each case runs in a fresh interpreter with a hard timeout."""
+"""Ctrl-C interrupts the main thread's waits promptly (join, shutdown,
+wait_idle, as_completed, Semaphore.acquire), so a program blocked on the
+pool can always be stopped. Each case runs in a fresh interpreter with a
+hard timeout."""
 import textwrap
 
 import pytest

@@ -1,4 +1,7 @@
-"""Pool.map (SPEC B 7.8; A D2, D2b, D6, D20)."""
+"""Pool.map: an item is unpacked only if it is a tuple, decided per item
+(unpack_args=True always unpacks, False never); any iterable, generators
+too; direct=False runs as pool jobs sharing one iterator, within
+max_children; done_callback modes as for submit_done."""
 import threading
 import time
 

@@ -1,5 +1,7 @@
-"""Public names, exceptions, constructor keywords and settings (SPEC A Keep,
-B 1, 2, 6, 7, 7b)."""
+"""Public names, exceptions, constructor keywords and settings: code written
+for the original fastthreadpool runs unchanged (the same names, keyword
+names, positional order and defaults, the max_children convention, settings
+readable as read-only attributes)."""
 import logging
 import os
 import threading
@@ -210,3 +212,14 @@ def test_keyword_names_of_methods(make_pool):
     assert list(pool.as_completed(wait=False, cnt_max=0)) != []
     assert pool.join(timeout=3) is True
     assert pool.shutdown(timeout=3, soon=False) is True
+
+
+def test_pool_can_be_subclassed(ftp):
+    class MyPool(ftp.Pool):
+        def double(self, x):
+            return self.submit(lambda: 2 * x)
+
+    pool = MyPool(1)
+    pool.double(21)
+    assert pool.shutdown(3) is True
+    assert list(pool.done) == [42]

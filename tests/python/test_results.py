@@ -1,5 +1,7 @@
-"""Shapes of done and failed entries for every flag combination (SPEC B 9;
-A D15)."""
+"""Shapes of done and failed entries for every combination of result_id,
+exc_args and exc_stack; generator jobs give one result per yielded value; a
+job raising a BaseException (SystemExit, KeyboardInterrupt) is recorded as
+a failure and its worker lives on."""
 import functools
 import itertools
 import threading
@@ -111,6 +113,28 @@ def test_partial_and_bound_generator_methods_are_iterated(make_pool):
     pool.submit(C().g, 3)
     assert pool.shutdown(3) is True
     assert list(pool.done) == [5, 6, 0, 1, 2]
+
+
+def test_generator_detection_through_wrappers(make_pool):
+    class C:
+        def gen(self, n):
+            yield from range(n)
+
+    def gen(n, step=1):
+        yield from range(0, n, step)
+
+    def returns_generator(n):
+        return (i for i in range(n))
+
+    pool = make_pool(1)
+    pool.submit(C().gen, 3)
+    pool.submit(functools.partial(gen, step=2), 5)
+    pool.submit(functools.partial(functools.partial(gen), 2))
+    pool.submit(returns_generator, 2)
+    assert pool.shutdown(3) is True
+    done = list(pool.done)
+    assert done[:8] == [0, 1, 2, 0, 2, 4, 0, 1]
+    assert len(done) == 9 and hasattr(done[8], "__next__")
 
 
 def test_empty_generator_gives_no_result(make_pool):

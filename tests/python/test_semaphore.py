@@ -1,4 +1,6 @@
-"""Semaphore (SPEC B 4; A D5)."""
+"""Semaphore: acquire(blocking=True, timeout=None) returns True on success,
+release(n=1), a read-only value that is never negative, the context manager;
+it never admits more holders than it has permits, also under contention."""
 import threading
 import time
 

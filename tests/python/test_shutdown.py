@@ -1,5 +1,9 @@
-"""shutdown, join, shutdown_children, clear, Shutdown, context manager (SPEC
-B 3, 7.11-7.14, 7.17; A D11, D12, D17, D21)."""
+"""shutdown, join, shutdown_children, clear, Shutdown, context manager:
+shutdown()/join() wait until the queue is empty and nothing runs, jobs
+submitted meanwhile by running jobs included, and a later submit starts
+workers again; shutdown_children() drops no job silently; Shutdown(now=False)
+finishes the queued jobs; timeouts are honoured closely, not rounded to
+whole seconds."""
 import threading
 import time
 
@@ -352,3 +356,39 @@ def test_job_that_never_returns_with_timeout(make_pool):
     assert wait_until(lambda: 1 in list(pool.done), 2)
     stop.set()
     assert pool.shutdown(3) is True
+
+
+# shutdown(timeout) racing submit() (which starts workers) reports a
+# timeout as False, even when a worker it must join is still being started
+# by another thread (join() refuses a thread before its start()).  The race
+# is hit within a second or two here; the loop runs 2.5 s.
+def test_short_shutdown_racing_submit_returns_a_bool(make_pool, ftp):
+    pool = make_pool(3, done_callback=False)
+    stop = threading.Event()
+    bad, errors = [], []
+
+    def submitter():
+        try:
+            while not stop.is_set():
+                for i in range(2000):
+                    pool.submit(int, i)
+        except ftp.PoolStopped:
+            pass
+        except BaseException as e:      # noqa: B902 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=submitter) for _ in range(2)]
+    for t in ts:
+        t.start()
+    try:
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:
+            r = pool.shutdown(0.001, soon=True)
+            if r not in (True, False):
+                bad.append(r)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+    assert bad == [] and errors == []
+    assert pool.shutdown(10) is True

@@ -1,4 +1,8 @@
-"""Accounting under load (issue: reliability; SPEC A D3, D10, D11, D24).
+"""Accounting under load: with several threads submitting, cancelling,
+clearing and shutting down at once, no job runs twice or is lost, a
+cancelled job never runs, every run reaches exactly one pool-level callback,
+the counters stay consistent (they must not rely on the GIL), and memory
+does not grow with the number of jobs.
 
 Normal runs use 200,000 jobs; FTPOOL_STRESS=1 runs 10,000,000
 (FTPOOL_STRESS_N=n sets any other number).

@@ -1,5 +1,8 @@
-"""submit, submit_done, submit_first, submit_done_first (SPEC B 7.1-7.4, 10;
-A D20)."""
+"""submit, submit_done, submit_first, submit_done_first: arguments reach the
+job, each returns None (the job id with result_id=True), jobs run in FIFO
+order and the *_first variants go to the front; done_callback True or None
+stores the result, False discards it, a callable runs in the worker, and
+anything else is a TypeError at submission."""
 import threading
 
 import pytest
@@ -28,6 +31,21 @@ def test_submit_passes_args_and_kwargs(make_pool):
     pool.submit(f, 1, 2, 3, c=4, d=5)
     assert pool.shutdown(3) is True
     assert list(pool.done) == [(1, 2, (3,), 4, {"d": 5})]
+
+
+def test_many_arguments_and_keywords_reach_the_job(make_pool):
+    pool = make_pool(2)
+
+    def f(*a, **k):
+        return a, k
+
+    for n in range(8):
+        pool.submit(f, *range(n), **{"k%d" % i: i for i in range(n % 3)})
+    assert pool.shutdown(3) is True
+    got = sorted(pool.done, key=lambda r: len(r[0]))
+    for n, (a, k) in enumerate(got):
+        assert a == tuple(range(n))
+        assert k == {"k%d" % i: i for i in range(n % 3)}
 
 
 def test_fn_by_keyword(make_pool):
@@ -259,3 +277,26 @@ def test_jobs_holds_queued_job_records(make_pool):
     gate.open()
     assert pool.shutdown(3) is True
     assert list(pool.done) == ["gate", (3, 1)]
+
+
+def test_jobs_snapshot_shapes(make_pool):
+    pool = make_pool(1)
+    gate = threading.Event()
+    pool.submit(gate.wait, 3)
+    assert wait_until(lambda: pool.busy == 1, 3)
+
+    def f(*a, **k):
+        return a, k
+
+    pool.submit(f, 1, 2, 3, 4, 5, 6, k=1)
+    pool.submit_done(f, False)
+    pool.submit_done(f, print, "x")
+    pool.map(f, [1, 2])
+    jobs = list(pool.jobs)
+    assert jobs[0] == (f, True, (1, 2, 3, 4, 5, 6), {"k": 1})
+    assert jobs[1] == (f, False, (), {})
+    assert jobs[2] == (f, print, ("x",), {})
+    assert jobs[3][0] is f and jobs[3][1] is True
+    pool.cancel()
+    gate.set()
+    assert pool.shutdown(3) is True

@@ -1,4 +1,7 @@
-"""wait_idle and as_completed (SPEC B 7.9, 7.16; A D18, D19)."""
+"""wait_idle and as_completed: wait_idle() is True exactly when nothing is
+queued or running (at once on a fresh pool); as_completed(wait=True) waits
+for every job, ends as the last job ends (no polling), and keeps done_cnt
+and failed_cnt consistent with the queues."""
 import logging
 import threading
 import time

@@ -1,5 +1,7 @@
-"""Worker threads: identity, creation policy, counters, done_max (SPEC B 6, 8,
-7b; A D7, D8, D25)."""
+"""Worker threads: daemon threading.Thread objects named prefix-N whose names
+and tnum never repeat, created on demand up to max_children, with their
+init/finish callbacks; counters; job ids unique for the pool's lifetime;
+done_max throttling, released by any consumption of done."""
 import threading
 import time
 

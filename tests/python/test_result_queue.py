@@ -1,5 +1,6 @@
-"""The done/failed queue type: deque-like behaviour and its counter
-(binding internals; SPEC A D8, D19)."""
+"""ResultQueue, the type of Pool.done and Pool.failed: deque-like behaviour,
+and done_cnt/failed_cnt following every removal (popleft, pop, clear,
+as_completed), which is what releases a done_max limit."""
 import collections
 import threading
 

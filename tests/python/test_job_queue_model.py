@@ -1,7 +1,7 @@
-"""A stateful test that drives a Pool against a simple model of its queue
-(issue: reliability). One worker is held by a gate job, so the queue only
-changes through the calls made here; each drain compares what ran, in which
-order and with which ids, against the model."""
+"""A stateful test that drives a Pool against a simple model of its queue.
+One worker is held by a gate job, so the queue only changes through the
+calls made here; each drain compares what ran, in which order and with
+which ids, against the model."""
 import collections
 import threading
 

@@ -1,5 +1,5 @@
-"""Timer accounting under load with concurrent cancel (issue: reliability,
-"the same for timers"; SPEC A D16, B 7.5-7.7, 7.10).
+"""Timer accounting under load with concurrent cancel: no timer is lost,
+none runs twice, and cancel() tells the truth.
 
 A one-shot timer whose cancel() returned True never runs; one whose
 cancel() returned False had already been queued and runs exactly once;

@@ -1,5 +1,4 @@
-"""os.fork() while a pool is under load (issue: reliability, faults around
-the process).
+"""os.fork() while a pool is under load.
 
 test_interp_exit.py forks beside one blocked job; here other threads are
 submitting, jobs are running and timers are armed at the moment of the

@@ -1,5 +1,6 @@
-"""Repeated create/use/shutdown cycles leak nothing (issue: reliability,
-memory and threads; SPEC A D1, D9).
+"""Repeated create/use/shutdown cycles leak nothing: no references, objects,
+memory, threads or file descriptors, whatever path the jobs, results,
+failures, callbacks and timers take.
 
 A release build of CPython has no sys.gettotalrefcount, so leaks are
 measured four ways:

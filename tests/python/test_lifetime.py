@@ -1,5 +1,7 @@
-"""Pools that are no longer referenced are freed (SPEC A D9; issue:
-reliability, memory and threads)."""
+"""Pools that are no longer referenced are freed: a pool nobody references,
+with no queued jobs or armed timers, releases its threads and its results,
+also through reference cycles; queued jobs and armed timers keep it alive
+until they have run."""
 import gc
 import threading
 import weakref
@@ -144,3 +146,37 @@ def test_pool_with_pending_timer_is_kept_until_it_fires(ftp):
     del pool
     gc.collect()
     assert wait_until(lambda: got == ["fired"], 3)
+
+
+def test_pool_freed_by_its_own_last_job(ftp):
+    # The last reference to the Pool goes away inside a job, so the engine
+    # pool cannot be destroyed right there (a worker cannot join itself):
+    # it must still be released soon after.
+    base = threading.active_count()
+    marker = Marker()
+    ref = weakref.ref(marker)
+    holder = [ftp.Pool(2)]
+    pool = holder[0]
+
+    def job(h, m):
+        h.clear()
+        return m
+
+    pool.submit(job, holder, marker)
+    del pool, marker
+    assert wait_until(lambda: not holder, 3)
+    assert thread_count_back_to(base), threading.enumerate()
+    assert wait_until(lambda: gc.collect() is not None and ref() is None, 3)
+
+
+def test_dropped_pool_finishes_its_queue(ftp):
+    got = []
+    gate = threading.Event()
+    pool = ftp.Pool(1)
+    pool.submit(gate.wait, 3)
+    for i in range(5):
+        pool.submit_done(lambda i: i, got.append, i)
+    del pool
+    gc.collect()
+    gate.set()
+    assert wait_until(lambda: got == [0, 1, 2, 3, 4], 3)
