@@ -259,9 +259,9 @@ GOALS = [
     ("ours-map", "loop", 0.7, "map: ours / plain loop"),
     ("ours-map", "orig-map", 1.0, "map: ours / original 1.7.0 map"),
     ("exec-ours", "exec-tpe", 15.0,
-     "executor submit+result: ours / TPE (issue 6)"),
+     "executor submit+result: ours / TPE"),
     ("asyncio-ours", "asyncio-std", 3.0,
-     "run_in_executor: ours / standard default (issue 6)"),
+     "run_in_executor: ours / standard default"),
     ("asyncio-ours-seq", "asyncio-std-seq", None,
      "run_in_executor one at a time: ours / standard default"),
 ]
@@ -302,7 +302,7 @@ def main(argv=None):
              "asyncio_seq": (min(n, ASYNCIO_SEQ_N) if args.n
                              else ASYNCIO_SEQ_N)}
     names = subproc.selected(ap, args, CASES)
-    # The issue-6 executor figure reuses the main measurements when the
+    # The executor figure reuses the main measurements when the
     # sizes agree.
     alias = {}
     if sizes["exec"] == n:
