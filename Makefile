@@ -12,7 +12,7 @@
 #                   Windows (MinGW-w64) and run under Wine; needs
 #                   tools/install-deps.sh --win
 #   make docs       the documentation (docs/, Sphinx + MyST) into build/docs
-#   make docs-check the same with every warning an error
+#   make docs-check the same with every warning an error, and README's links
 
 CC      ?= cc
 PYTHON  ?= python3
@@ -183,9 +183,10 @@ docs: docs-deps ext
 # For CI: a fresh build (-E, so that no page kept from an earlier build hides
 # its warnings) in which any warning fails (-W, all of them reported:
 # --keep-going) and every cross-reference must resolve (-n); no network is
-# needed.
+# needed.  Then the relative links and anchors of README.md.
 docs-check: docs-deps ext
 	$(SPHINX) -q -E -n -W --keep-going -b html docs $(BUILD)/docs
+	$(PYTHON) -m pytest -q tests/python/test_docs_links.py
 
 clean:
 	rm -rf $(BUILD) fastthreadpool/*.so

@@ -2,7 +2,7 @@
 
 A drop-in replacement for fastthreadpool 1.7/1.8: the same public names,
 parameters and result shapes, with the defects of the original fixed (see
-the README, "Differences from fastthreadpool 1.7/1.8").
+docs/guide/migrating.md, "Differences from fastthreadpool 1.7/1.8").
 """
 import atexit
 
