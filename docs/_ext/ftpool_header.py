@@ -40,7 +40,6 @@ def strip_preprocessor(lines):
     nothing a user calls."""
     out = []
     depth = 0           # nesting of skipped conditional blocks
-    guard = None        # the include guard's macro, whose block is kept
     kept = 0            # open conditional blocks that are kept (the guard)
     for i, line in enumerate(lines):
         s = line.strip()
@@ -53,7 +52,6 @@ def strip_preprocessor(lines):
                     and i + 1 < len(lines)
                     and lines[i + 1].split()[:2]
                     == ["#define", s.split()[1]]):
-                guard = s.split()[1]
                 kept += 1
             else:
                 depth += 1
@@ -63,7 +61,7 @@ def strip_preprocessor(lines):
             else:
                 kept -= 1
         out.append("")
-    return out, guard
+    return out
 
 
 class Item:
@@ -231,8 +229,7 @@ def split_braces(code):
 
 
 class Renderer:
-    def __init__(self, path):
-        self.path = path
+    def __init__(self):
         self.names = {}         # declared name -> C role
         self.tags = set()       # struct tags of opaque types
         self.problems = []      # (line, message)
@@ -342,7 +339,7 @@ class Renderer:
         if m:
             return ("type", c[len("typedef "):], m.group(2), None)
         if c.startswith("typedef struct") and "{" in code:
-            head, body, tail, off = split_braces(code)
+            _, body, tail, off = split_braces(code)
             return ("struct", tail, tail, (body, off))
         m = re.fullmatch(r"(.+?)\b(\w+)\s*\((.*)\)", c)
         if m:
@@ -350,7 +347,7 @@ class Renderer:
         return (None, c, None, None)
 
     def render(self, text):
-        lines, self.guard = strip_preprocessor(text.split("\n"))
+        lines = strip_preprocessor(text.split("\n"))
         items = scan("\n".join(lines), 1, ";")
         head = None
         if items and items[0].kind == "comment" and not is_banner(items[0]):
@@ -413,7 +410,7 @@ class Renderer:
             self.names[name] = "func"
 
     def enum_entries(self, code):
-        head, body, tail, off = split_braces(code.text)
+        _, body, _, off = split_braces(code.text)
         return [e for e in attach(scan(body, code.first + off, ","))
                 if isinstance(e, Entry)]
 
@@ -483,7 +480,7 @@ class Renderer:
         """Every public name of the header's code is an object of the page
         (or the tag of an opaque type), and every name a comment mentions
         is declared."""
-        lines, _ = strip_preprocessor(text.split("\n"))
+        lines = strip_preprocessor(text.split("\n"))
         code = re.sub(r"/\*.*?\*/", " ", "\n".join(lines), flags=re.S)
         for name in sorted(set(PUBLIC.findall(code)) - set(DECORATORS)):
             if name not in self.names and name not in self.tags:
@@ -517,7 +514,7 @@ class FtpoolHeader(SphinxDirective):
         self.env.note_dependency(path)
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        r = Renderer(path)
+        r = Renderer()
         blocks = r.render(text)
         for line, msg in r.problems:
             logger.warning("%s:%s: %s", rel, line, msg,
