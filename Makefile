@@ -11,6 +11,8 @@
 #   make test-win   the engine tests and the example cross-compiled for
 #                   Windows (MinGW-w64) and run under Wine; needs
 #                   tools/install-deps.sh --win
+#   make docs       the documentation (docs/, Sphinx + MyST) into build/docs
+#   make docs-check the same with every warning an error, and README's links
 
 CC      ?= cc
 PYTHON  ?= python3
@@ -26,7 +28,7 @@ ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
 TEST_SRC    := $(wildcard tests/engine/*.c)
 
 .PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
-        ext clean stress deps test-win
+        ext clean stress deps test-win docs docs-deps docs-check
 
 all: lib
 
@@ -165,6 +167,26 @@ bench: deps ext
 bench-full: deps ext
 	$(MAKE) -C bench
 	$(PYTHON) bench/run.py
+
+# The documentation.  Sphinx and MyST-Parser live in a virtual environment
+# of their own (tools/install-deps.sh --docs); autodoc imports the extension
+# built in place.
+DOCS_VENV ?= $(BUILD)/docs-venv
+SPHINX    := $(DOCS_VENV)/bin/python -m sphinx
+
+docs-deps:
+	PYTHON=$(PYTHON) DOCS_VENV=$(DOCS_VENV) sh tools/install-deps.sh --docs
+
+docs: docs-deps ext
+	$(SPHINX) -q -b html docs $(BUILD)/docs
+
+# For CI: a fresh build (-E, so that no page kept from an earlier build hides
+# its warnings) in which any warning fails (-W, all of them reported:
+# --keep-going) and every cross-reference must resolve (-n); no network is
+# needed.  Then the relative links and anchors of README.md.
+docs-check: docs-deps ext
+	$(SPHINX) -q -E -n -W --keep-going -b html docs $(BUILD)/docs
+	$(PYTHON) -m pytest -q tests/python/test_docs_links.py
 
 clean:
 	rm -rf $(BUILD) fastthreadpool/*.so

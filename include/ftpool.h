@@ -58,7 +58,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 enum {
-    FTPOOL_OK = 0,
+    FTPOOL_OK = 0,          /* success */
     FTPOOL_ENOMEM = -1,     /* an allocation failed; nothing was changed */
     FTPOOL_EINVAL = -2,     /* a bad argument (NULL pointer, zero workers) */
     FTPOOL_ESTOPPED = -3,   /* the pool is closed for submissions */
@@ -95,8 +95,8 @@ typedef int (*ftpool_spawn_fn)(ftpool_t *pool, void *spawn_arg);
 /* Replaces malloc/free for every allocation the engine makes. */
 typedef struct ftpool_allocator {
     void *(*alloc)(size_t size, void *ctx);  /* returns NULL on failure */
-    void (*free)(void *ptr, void *ctx);
-    void *ctx;
+    void (*free)(void *ptr, void *ctx);      /* releases what alloc returned */
+    void *ctx;                               /* passed to alloc and free */
 } ftpool_allocator;
 
 /* Pool settings.  Zero-initialise, then set what you need:

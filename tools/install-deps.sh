@@ -1,16 +1,22 @@
 #!/bin/sh
 # Installs what the tests (default), the full checks (--check: valgrind),
-# the benchmarks (--bench) or the Windows build (--win: the MinGW-w64 cross
-# compiler and Wine, for make test-win) need on a fresh Debian machine.  Safe
-# to run again: it only installs what is missing.
+# the benchmarks (--bench), the Windows build (--win: the MinGW-w64 cross
+# compiler and Wine, for make test-win) or the documentation (--docs: Sphinx
+# and MyST-Parser, for make docs) need on a fresh Debian machine.  Safe to run
+# again: it only installs what is missing.
 set -e
 PYTHON=${PYTHON:-python3}
 want_bench=0
 want_check=0
 want_win=0
+want_docs=0
 [ "${1:-}" = "--bench" ] && want_bench=1
 [ "${1:-}" = "--check" ] && want_check=1
 [ "${1:-}" = "--win" ] && want_win=1
+[ "${1:-}" = "--docs" ] && want_docs=1
+# Sphinx gets a virtual environment of its own: it needs a newer docutils
+# than other tools installed beside the interpreter may accept.
+DOCS_VENV=${DOCS_VENV:-build/docs-venv}
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
@@ -22,6 +28,9 @@ if command -v dpkg >/dev/null 2>&1; then
     if [ $want_win = 1 ]; then
         need_pkg gcc-mingw-w64-x86-64
         need_pkg wine
+    fi
+    if [ $want_docs = 1 ] && ! $PYTHON -c "import ensurepip" 2>/dev/null; then
+        need_pkg python3-venv
     fi
     if [ $want_bench = 1 ]; then
         need_pkg libglib2.0-dev
@@ -49,3 +58,12 @@ if [ -n "$py_pkgs" ]; then
     $PYTHON -m pip install -q $py_pkgs
 fi
 if [ $want_bench = 1 ]; then PYTHON=$PYTHON sh "$(dirname "$0")/install-original.sh"; fi
+# The environment must run the interpreter the extension is built for, since
+# autodoc imports the extension.
+py_version() { "$1" -c 'import sys; print(sys.version_info[:2])'; }
+if [ $want_docs = 1 ] && { ! "$DOCS_VENV/bin/python" -c "import sphinx, myst_parser" \
+        2>/dev/null || [ "$(py_version "$DOCS_VENV/bin/python")" != "$(py_version $PYTHON)" ]; }; then
+    echo "installing Sphinx and MyST-Parser into $DOCS_VENV"
+    $PYTHON -m venv --clear "$DOCS_VENV"
+    "$DOCS_VENV/bin/python" -m pip install -q sphinx myst-parser
+fi
