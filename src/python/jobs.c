@@ -34,16 +34,19 @@ job_alloc(ftp_core *core)
     return job;
 }
 
-/* Drops one reference to the job struct (see ftp_job.refs). */
+/* Drops one reference to the job struct (see ftp_job.refs): the last one
+ * recycles or frees it. */
 static void
 job_put(ftp_core *core, ftp_job *job)
 {
-#if FTP_FREE_THREADED
-    if (atomic_fetch_sub(&job->refs, 1) == 1) {
-        PyMem_Free(job);
+    /* The common case, one reference, needs no read-modify-write. */
+    if (atomic_load_explicit(&job->refs, memory_order_acquire) != 1
+            && atomic_fetch_sub(&job->refs, 1) != 1) {
+        return;
     }
+#if FTP_FREE_THREADED
+    PyMem_Free(job);
 #else
-    /* With the GIL nothing runs between submission and reading the id. */
     if (core->nfree < FTP_FREE_JOBS_MAX) {
         job->next = core->free_jobs;
         core->free_jobs = job;
@@ -241,17 +244,18 @@ ftp_job_submit(ftp_core *core, PyObject *fn, PyObject *const *argv,
         }
     }
     job->id = 0;
-    if (FTP_FREE_THREADED && core->result_id) {
+    if (core->result_id) {
         atomic_store_explicit(&job->refs, 2, memory_order_relaxed);
     }
     ftp_core_inflight_add(core, 1);
     rc = ftpool_submit_ex(core->pool, job_run, job_drop, job, flags,
                           &job->id);
     if (rc == FTPOOL_OK || rc == FTPOOL_ESPAWN) {
-        /* The job cannot have been recycled yet: the GIL keeps it from
-         * running, or (free-threaded) our reference from being freed. */
+        /* Our reference keeps the job from being recycled before its id
+         * is read: it may have run already (without the GIL, or while the
+         * spawn hook started a thread). */
         uint64_t id = job->id;
-        if (FTP_FREE_THREADED && core->result_id) {
+        if (core->result_id) {
             job_put(core, job);
         }
         if (rc == FTPOOL_ESPAWN && ftp_core_check_spawn(core) < 0) {

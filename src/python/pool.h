@@ -59,9 +59,10 @@ typedef struct ftp_failure_format {
 typedef struct ftp_job {
     int kind;
     struct ftp_job *next;       /* free list link */
-    /* Without the GIL the job may run and be freed before its submitter
-     * has read its id: with result_id, the submitter holds a reference
-     * too (the job is freed by whoever drops the last). */
+    /* The job may run and be recycled before its submitter has read its
+     * id (without the GIL, or while the spawn hook starts a thread): with
+     * result_id the submitter holds a reference too, and whoever drops the
+     * last recycles it. */
     atomic_int refs;
     ftp_core *core;
     PyObject *fn;
