@@ -11,6 +11,9 @@
 #   make test-win   the engine tests and the example cross-compiled for
 #                   Windows (MinGW-w64) and run under Wine; needs
 #                   tools/install-deps.sh --win
+#   make test-ft    the Python suite on free-threaded CPython 3.13, built
+#                   from Debian's source package (tools/build-python-ft.sh,
+#                   about 5 minutes the first time), the GIL left off
 #   make docs       the documentation (docs/, Sphinx + MyST) into build/docs
 #   make docs-check the same with every warning an error, and README's links
 
@@ -28,7 +31,7 @@ ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
 TEST_SRC    := $(wildcard tests/engine/*.c)
 
 .PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
-        ext clean stress deps test-win docs docs-deps docs-check
+        ext clean stress deps test-win docs docs-deps docs-check test-ft
 
 all: lib
 
@@ -130,6 +133,10 @@ ext:
 
 test-py: ext
 	$(PYTHON) -m pytest -q tests/python
+
+test-ft:
+	sh tools/test-pythons.sh "$$(BUILD=$(BUILD) sh tools/build-python-ft.sh \
+	    | tail -n 1)"
 
 stress: $(BUILD)/release/engine_tests ext
 	FTPOOL_STRESS=1 $(BUILD)/release/engine_tests

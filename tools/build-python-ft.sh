@@ -4,7 +4,7 @@
 # of the interpreter on its last line.  Reuses an interpreter already
 # installed there.
 #
-#   sh tools/build-python-ft.sh [PREFIX]    default: build/python3.13t
+#   sh tools/build-python-ft.sh [PREFIX]    default: $BUILD/python3.13t (build/)
 #   FTPOOL_PY_CONFIGURE="--with-thread-sanitizer" sh tools/build-python-ft.sh build/python3.13t-tsan
 #                                          extra configure flags (make tsan-py)
 #
@@ -14,7 +14,7 @@
 # changed.  About 5 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
-prefix=${1:-build/python3.13t}
+prefix=${1:-${BUILD:-build}/python3.13t}
 case "$prefix" in /*) ;; *) prefix="$PWD/$prefix" ;; esac
 py="$prefix/bin/python3.13t"
 if [ -x "$py" ] && "$py" -c 'import sys, ssl; sys.exit(sys._is_gil_enabled())' \

@@ -55,7 +55,9 @@ if [ $want_bench = 1 ]; then
 fi
 if [ -n "$py_pkgs" ]; then
     echo "installing Python packages:$py_pkgs"
-    $PYTHON -m pip install -q $py_pkgs
+    # --prefer-binary: a release without a wheel for this interpreter (a
+    # free-threaded one, say) may need a compiler toolchain to build.
+    $PYTHON -m pip install -q --prefer-binary $py_pkgs
 fi
 if [ $want_bench = 1 ]; then PYTHON=$PYTHON sh "$(dirname "$0")/install-original.sh"; fi
 # The environment must run the interpreter the extension is built for, since
