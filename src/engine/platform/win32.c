@@ -173,3 +173,23 @@ ftpool__tls_set(void *value)
 {
     tls_value = value;
 }
+
+void
+ftpool__thread_yield(void)
+{
+    SwitchToThread();
+}
+
+/* Always symmetric here: both sides are full fences. */
+_Atomic int ftpool__fence_asymmetric;
+
+void
+ftpool__fence_init(void)
+{
+}
+
+void
+ftpool__fence_heavy(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+}
