@@ -103,15 +103,45 @@ enum {
  * write by one thread does not steal the cache line another is using. */
 #define FTPOOL__PAD(name) char name[64]
 
+/* A spin lock for critical sections of a few dozen instructions that never
+ * wait and never call user code: one exchange to take it, a plain store to
+ * release it (a mutex pays a read-modify-write for both).  A waiter spins a
+ * little, then gives its time slice away, so that a holder that was
+ * preempted gets to run. */
+typedef struct ftpool__spinlock {
+    _Atomic int held;
+} ftpool__spinlock;
+
+void ftpool__spin_lock_slow(ftpool__spinlock *l);
+
+static inline void
+ftpool__spin_lock(ftpool__spinlock *l)
+{
+    if (atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) {
+        ftpool__spin_lock_slow(l);
+    }
+}
+
+static inline void
+ftpool__spin_unlock(ftpool__spinlock *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
 /*
- * Two locks.  `lock` is the consumer side and everything else: it protects
- * the head of the queue, the workers and timers.  `tail_lock` is the
- * producer side: the tail of the queue and the free node list.  A plain
- * submission to the back takes only tail_lock (and `lock` only when a
- * worker must be woken or started), a worker takes only `lock` per job, so
- * a submitter and a worker do not contend while the queue holds two jobs
- * or more.  Whatever needs the whole queue (front insertion, cancel,
- * foreach, stats) takes both, always `lock` first.
+ * Two locks.  `lock` (a mutex) is the consumer side and everything else:
+ * it protects the head of the queue, the workers and timers, and is the
+ * one the condition variables wait with.  `tail_lock` (a spin lock: see
+ * ftpool__spinlock) is the producer side: the tail of the queue, the free
+ * node list and the ids.  A plain submission to the back takes only
+ * tail_lock (and `lock` only when a worker must be woken or started), a
+ * worker takes only `lock` per job, so a submitter and a worker do not
+ * contend while the queue holds two jobs or more.  Whatever needs the
+ * whole queue (front insertion, cancel, foreach, stats) takes both, always
+ * `lock` first; a walk along the queue holds tail_lock only to read the
+ * tail (jobs before it change only under `lock`).  Nothing waits, walks
+ * the queue or calls user code while holding tail_lock (a slab is
+ * allocated with tail_lock released).
  *
  * The queue is singly linked from `stub`, a node that is never a job:
  * stub.next is the first job and tail the last (&stub when empty), so an
@@ -122,12 +152,19 @@ enum {
  * and the workers do not fight over one cache line for every job:
  * nlinked (tail_lock) counts jobs ever linked and is raised only after a
  * job is linked; nunlinked (`lock`) counts jobs ever unlinked (taken or
- * dropped) and is raised only after one is unlinked.  The pending jobs
- * are nlinked - nunlinked.  nlinked only grows, so whoever holds `lock`
- * may rely on at least seen_linked - nunlinked jobs being linked (and
- * visible: nlinked is raised with sequentially consistent
- * read-modify-writes), and reads the submitter's line again only when
+ * dropped) and is raised only after one is unlinked.  Both are raised with
+ * a release store, as their only writer.  The pending jobs are nlinked -
+ * nunlinked.  nlinked only grows, so whoever holds `lock` may rely on at
+ * least seen_linked - nunlinked jobs being linked (and visible: it reads
+ * nlinked with acquire), and reads the submitter's line again only when
  * that snapshot runs short (see pending_hint_locked()).
+ *
+ * A submitter that raised nlinked and a worker about to park meet in a
+ * handshake: the worker raises nsleepers and then reads nlinked, the
+ * submitter raises nlinked and then reads nsleepers, so one of them sees
+ * the other.  It is ordered by the asymmetric fences of platform.h: the
+ * light one on the submit path (free on Linux), the heavy one when a
+ * worker parks.
  */
 struct ftpool {
     /* Read-mostly: set at create, or written rarely (and then by holders
@@ -144,7 +181,7 @@ struct ftpool {
     _Atomic unsigned nactive;   /* see "Workers" below */
     /* Workers on the sleeper stack.  A parking worker raises it and then
      * checks nlinked; a submitter raises nlinked and then checks it: one
-     * of the two always sees the other (see submit()). */
+     * of the two always sees the other (see the handshake above). */
     _Atomic unsigned nsleepers;
     _Atomic int closed;
     FTPOOL__PAD(pad0_);
@@ -202,7 +239,7 @@ struct ftpool {
     FTPOOL__PAD(pad1_);
 
     /* Protects the fields below (the producer side, see above). */
-    ftpool__mutex tail_lock;
+    ftpool__spinlock tail_lock;
     ftpool__job *tail;          /* the last job, or &stub */
     /* Unused plain-job nodes.  Nodes exist for the deepest the queue has
      * been (plus what workers hold on their way back, NODE_BATCH each, and
@@ -215,7 +252,7 @@ struct ftpool {
     uint64_t next_id;           /* job and timer ids */
     /* Jobs ever linked (see above), which is also the count of jobs
      * submitted.  On the submitter's line, which it writes anyway; read
-     * without a lock by spinning workers, by ftpool_pending(), and by
+     * without tail_lock by spinning workers, by ftpool_pending(), and by
      * holders of `lock` when their snapshot runs short. */
     _Atomic uint64_t nlinked;
     FTPOOL__PAD(pad2_);

@@ -2,14 +2,15 @@
  * pool.c - the job queue, the workers, submission, cancellation, shutdown
  * and waiting.
  *
- * Two mutexes (see struct ftpool in internal.h): pool->lock protects the
- * head of the queue and the worker bookkeeping, pool->tail_lock the tail
- * and the free nodes.  A submission to the back takes tail_lock once: pop a
- * free node and link it; it takes pool->lock as well only if a worker must
- * be woken or started - no system call otherwise.  A worker takes
- * pool->lock once per job: account for the job it finished and pop the
- * next.  Threads are started after unlocking, and user code always runs
- * unlocked.
+ * Two locks (see struct ftpool in internal.h): pool->lock, a mutex,
+ * protects the head of the queue and the worker bookkeeping;
+ * pool->tail_lock, a spin lock, the tail, the free nodes and the ids.  A
+ * submission to the back takes tail_lock once - pop a free node, link it,
+ * count it - which costs it one atomic exchange; it takes pool->lock as
+ * well only if a worker must be woken or started - no system call
+ * otherwise.  A worker takes pool->lock once per job: account for the job
+ * it finished and pop the next.  Threads are started after unlocking, and
+ * user code always runs unlocked.
  *
  * Job nodes come in slabs and go back for reuse (workers return them in
  * small batches, without a lock) once their job has started or was
@@ -49,15 +50,17 @@ static void worker_loop(ftpool_t *pool, ftpool__native *native);
 /* ------------------------------------------------------------------------ */
 
 /* Jobs queued right now; needs `lock` (so that nunlinked is stable).
- * Reads nlinked afresh (sequentially consistent: see the parking worker
- * and queued_needs_nothing()) and keeps it as the snapshot. */
+ * Reads nlinked afresh and keeps it as the snapshot. */
 static size_t
 pending_locked(ftpool_t *pool)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
 
-    pool->seen_linked = atomic_load(&pool->nlinked);
+    /* Acquire: pairs with the release in link_locked(), so the jobs
+     * counted are visible. */
+    pool->seen_linked = atomic_load_explicit(&pool->nlinked,
+                                             memory_order_acquire);
     return (size_t)(pool->seen_linked - done);
 }
 
@@ -329,10 +332,10 @@ add_slab_locked(ftpool_t *pool)
     ftpool__slab *slab;
 
     n = n < SLAB_MIN ? SLAB_MIN : n > SLAB_MAX ? SLAB_MAX : n;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     slab = ftpool__alloc(&pool->alloc,
                          sizeof(*slab) + n * sizeof(slab->nodes[0]));
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     if (slab == NULL) {
         return -1;
     }
@@ -349,20 +352,51 @@ add_slab_locked(ftpool_t *pool)
     return 0;
 }
 
+/* Counts n jobs as linked; needs tail_lock, which makes this the only
+ * writer.  Release: a reader of the count finds the jobs linked. */
+static void
+link_locked(ftpool_t *pool, size_t n)
+{
+    uint64_t linked = atomic_load_explicit(&pool->nlinked,
+                                           memory_order_relaxed);
+
+    atomic_store_explicit(&pool->nlinked, linked + n, memory_order_release);
+}
+
+/* The spin lock's contended path: spins on a read (no writes while it is
+ * held) for about the length of a critical section, then yields between
+ * attempts. */
+void
+ftpool__spin_lock_slow(ftpool__spinlock *l)
+{
+    unsigned spins = 0;
+
+    do {
+        while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+            if (++spins < 100) {
+                ftpool__cpu_relax();
+            }
+            else {
+                ftpool__thread_yield();
+            }
+        }
+    } while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire));
+}
+
 unsigned
 ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
                           ftpool__job *last, size_t n)
 {
     unsigned spawn = 0;
 
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     last->next = pool->stub.next;
     pool->stub.next = first;
     if (pool->tail == &pool->stub) {
         pool->tail = last;
     }
-    atomic_fetch_add(&pool->nlinked, n);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    link_locked(pool, n);
+    ftpool__spin_unlock(&pool->tail_lock);
     while (n-- > 0) {
         spawn += job_queued_locked(pool);
     }
@@ -423,10 +457,10 @@ drop_jobs(ftpool_t *pool, ftpool__job *plain)
         last = job;
     }
     if (last != NULL) {
-        ftpool__mutex_lock(&pool->tail_lock);
+        ftpool__spin_lock(&pool->tail_lock);
         last->next = pool->free_nodes;
         pool->free_nodes = plain;
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->tail_lock);
     }
 }
 
@@ -436,11 +470,11 @@ clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
 {
     ftpool__job *chain;
 
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     chain = pool->stub.next;
     pool->stub.next = NULL;
     pool->tail = &pool->stub;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     return release_chain_locked(pool, chain, count, done);
 }
 
@@ -475,18 +509,20 @@ take_node_locked(ftpool_t *pool, ftpool__job **job_out)
 /* Whether a job just queued at the back may be left alone: no worker
  * sleeps, the pool runs, and no further worker may be started - so
  * job_queued_locked() would do nothing.  Read without `lock`: nsleepers is
- * read after the job was counted in nlinked, and a parking worker raises
- * nsleepers before it looks at nlinked a last time (both sequentially
- * consistent), so either the worker sees the job or this sees the worker.
- * The other fields change only when workers are started or retire, and a
- * stale read errs towards taking the lock, or is a submission that
- * happened just before the change. */
+ * read after the job was counted in nlinked and a light fence, and a
+ * parking worker raises nsleepers and passes a heavy fence before it looks
+ * at nlinked a last time, so either the worker sees the job or this sees
+ * the worker (see struct ftpool).  The other fields change only when
+ * workers are started or retire, and a stale read errs towards taking the
+ * lock, or is a submission that happened just before the change. */
 static int
 queued_needs_nothing(ftpool_t *pool)
 {
-    return atomic_load(&pool->nsleepers) == 0
-           && atomic_load(&pool->stopping) == FTPOOL__RUNNING
-           && atomic_load(&pool->nactive)
+    ftpool__fence_light();
+    return atomic_load_explicit(&pool->nsleepers, memory_order_relaxed) == 0
+           && atomic_load_explicit(&pool->stopping, memory_order_relaxed)
+              == FTPOOL__RUNNING
+           && atomic_load_explicit(&pool->nactive, memory_order_relaxed)
               >= atomic_load_explicit(&pool->max_workers,
                                       memory_order_relaxed);
 }
@@ -502,21 +538,21 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     if (pool == NULL || fn == NULL || (flags & ~(unsigned)FTPOOL_FRONT)) {
         return FTPOOL_EINVAL;
     }
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     rc = take_node_locked(pool, &job);
     if (rc != FTPOOL_OK) {
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->tail_lock);
         return rc;
     }
     if (front) {
         /* The head of the queue needs `lock`, which comes first. */
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->tail_lock);
         ftpool__mutex_lock(&pool->lock);
-        ftpool__mutex_lock(&pool->tail_lock);
+        ftpool__spin_lock(&pool->tail_lock);
         if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
             job->next = pool->free_nodes;
             pool->free_nodes = job;
-            ftpool__mutex_unlock(&pool->tail_lock);
+            ftpool__spin_unlock(&pool->tail_lock);
             ftpool__mutex_unlock(&pool->lock);
             return FTPOOL_ESTOPPED;
         }
@@ -543,10 +579,9 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         pool->tail->next = job;
         pool->tail = job;
     }
-    /* After linking (see struct ftpool); sequentially consistent for
-     * queued_needs_nothing(). */
-    atomic_fetch_add(&pool->nlinked, 1);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    /* After linking (see struct ftpool). */
+    link_locked(pool, 1);
+    ftpool__spin_unlock(&pool->tail_lock);
     if (!front) {
         if (queued_needs_nothing(pool)) {
             return FTPOOL_OK;
@@ -584,10 +619,27 @@ ftpool_submit_ex(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     return submit(pool, fn, drop, arg, flags, id_out);
 }
 
+/* The last job queued right now, or &stub; needs `lock`.  The jobs from
+ * the first to this one stay linked as they are while `lock` is held:
+ * only holders of `lock` unlink jobs or queue at the front, and
+ * submitters only write the next field of the last job.  So the queue up
+ * to it may be walked without tail_lock, as long as the walk stops there
+ * (and does not read its next field). */
+static ftpool__job *
+last_job_locked(ftpool_t *pool)
+{
+    ftpool__job *last;
+
+    ftpool__spin_lock(&pool->tail_lock);
+    last = pool->tail;
+    ftpool__spin_unlock(&pool->tail_lock);
+    return last;
+}
+
 int
 ftpool_cancel(ftpool_t *pool, uint64_t job_id)
 {
-    ftpool__job *job, *prev, *plain;
+    ftpool__job *job, *prev, *plain, *last;
     ftpool__timer *done = NULL;
     size_t n;
 
@@ -595,25 +647,40 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         return FTPOOL_EINVAL;
     }
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
     /* A linear search: cancelling is rare next to submitting, and an index
-     * by id would cost every submission. */
+     * by id would cost every submission.  Submitters are not held up
+     * meanwhile (see last_job_locked()); a job queued after the search
+     * began is newer than the call. */
+    last = last_job_locked(pool);
     prev = &pool->stub;
-    for (job = prev->next; job != NULL; prev = job, job = job->next) {
-        if (job->id == job_id) {
-            break;
+    job = NULL;
+    if (last != &pool->stub) {
+        for (job = prev->next;; prev = job, job = job->next) {
+            if (job->id == job_id) {
+                break;
+            }
+            if (job == last) {
+                job = NULL;
+                break;
+            }
         }
     }
     if (job == NULL) {
-        ftpool__mutex_unlock(&pool->tail_lock);
         ftpool__mutex_unlock(&pool->lock);
         return FTPOOL_ENOTFOUND;
     }
-    prev->next = job->next;
-    if (pool->tail == job) {
-        pool->tail = prev;
+    if (job != last) {
+        prev->next = job->next;
     }
-    ftpool__mutex_unlock(&pool->tail_lock);
+    else {
+        /* Maybe still the tail, behind which a submitter may link. */
+        ftpool__spin_lock(&pool->tail_lock);
+        prev->next = job->next;
+        if (pool->tail == job) {
+            pool->tail = prev;
+        }
+        ftpool__spin_unlock(&pool->tail_lock);
+    }
     job->next = NULL;
     plain = release_chain_locked(pool, job, &n, &done);
     ftpool__mutex_unlock(&pool->lock);
@@ -647,19 +714,21 @@ ftpool_foreach_queued(ftpool_t *pool,
                       void (*visit)(void *arg, uint64_t id, void *ctx),
                       void *ctx)
 {
-    ftpool__job *job;
+    ftpool__job *job, *last;
     size_t n = 0;
 
     if (pool == NULL || visit == NULL) {
         return 0;
     }
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
-    for (job = pool->stub.next; job != NULL; job = job->next) {
+    /* Without tail_lock, up to the last job queued when the walk began
+     * (see last_job_locked()). */
+    last = last_job_locked(pool);
+    for (job = &pool->stub; job != last;) {
+        job = job->next;
         visit(job->arg, job->id, ctx);
         n++;
     }
-    ftpool__mutex_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
     return n;
 }
@@ -672,9 +741,9 @@ ftpool_close(ftpool_t *pool)
     }
     /* Under the locks so that no submission is half-way past its check. */
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     atomic_store(&pool->closed, 1);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -808,7 +877,7 @@ pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
         /* Maybe the last job: a submitter may be linking a job behind it
          * (writing job->next) and moving the tail, so all of it happens
          * under tail_lock. */
-        ftpool__mutex_lock(&pool->tail_lock);
+        ftpool__spin_lock(&pool->tail_lock);
         *out = *job;
         pool->stub.next = job->next;
         if (pool->tail == job) {
@@ -818,7 +887,7 @@ pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
             add_used(u, job);
         }
         give_back_locked(pool, u);
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->tail_lock);
     }
     add_unlinked_locked(pool, 1);
 }
@@ -904,10 +973,11 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
         self.woken = 0;
         self.next = pool->sleepers;
         pool->sleepers = &self;
-        /* Sequentially consistent store, then load: pairs with submit()
-         * (see queued_needs_nothing()).  A job queued since nlinked was
-         * read above, by a submitter that saw no sleeper, is taken now. */
-        atomic_store(&pool->nsleepers, atomic_load(&pool->nsleepers) + 1);
+        /* Store, heavy fence, load: the handshake with submit() (see
+         * queued_needs_nothing()).  A job queued since nlinked was read
+         * above, by a submitter that saw no sleeper, is taken now. */
+        ftpool__add_u(&pool->nsleepers, 1);
+        ftpool__fence_heavy();
         if (pending_locked(pool) != 0) {
             pool->sleepers = self.next;
             ftpool__add_u(&pool->nsleepers, -1);
@@ -1221,7 +1291,7 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
     }
     /* Both locks: submitted and pending change under tail_lock. */
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     out->workers = atomic_load_explicit(&pool->nworkers,
                                         memory_order_relaxed);
     out->busy = atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
@@ -1231,7 +1301,7 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
                                           memory_order_relaxed);
     out->completed = pool->completed;
     out->dropped = pool->dropped;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -1283,11 +1353,11 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     atomic_init(&pool->closed, 0);
     atomic_init(&pool->returned, NULL);
 
+    atomic_init(&pool->tail_lock.held, 0);
+    ftpool__fence_init();
+
     if (ftpool__mutex_init(&pool->lock) != 0) {
         goto fail_mutex;
-    }
-    if (ftpool__mutex_init(&pool->tail_lock) != 0) {
-        goto fail_tail_lock;
     }
     if (ftpool__cond_init(&pool->state_cond) != 0) {
         goto fail_state_cond;
@@ -1301,8 +1371,6 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
 fail_timer_cond:
     ftpool__cond_destroy(&pool->state_cond);
 fail_state_cond:
-    ftpool__mutex_destroy(&pool->tail_lock);
-fail_tail_lock:
     ftpool__mutex_destroy(&pool->lock);
 fail_mutex:
     ftpool__free(&a, pool);
@@ -1325,9 +1393,9 @@ ftpool_destroy(ftpool_t *pool)
         return FTPOOL_EBUSY;
     }
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     atomic_store(&pool->closed, 1);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     pool->destroying = 1;
     ftpool__mutex_unlock(&pool->lock);
 
@@ -1359,7 +1427,6 @@ ftpool_destroy(ftpool_t *pool)
     ftpool__free(&a, pool->heap);
     ftpool__cond_destroy(&pool->timer_cond);
     ftpool__cond_destroy(&pool->state_cond);
-    ftpool__mutex_destroy(&pool->tail_lock);
     ftpool__mutex_destroy(&pool->lock);
     ftpool__free(&a, pool);
     return FTPOOL_OK;
