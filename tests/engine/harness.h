@@ -66,7 +66,11 @@
     X(node_reuse)                   \
     X(stream)                       \
     X(cancel_behind_worker)         \
-    X(cancel_in_deep_queue)
+    X(cancel_in_deep_queue)         \
+    X(submitters_exactly_once)      \
+    X(submitters_fifo)              \
+    X(wakeup_handshake)             \
+    X(cancel_while_submitting)
 
 #define FTPOOL_DECLARE_TEST(name) void test_##name(void);
 FTPOOL_TESTS(FTPOOL_DECLARE_TEST)
