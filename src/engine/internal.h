@@ -135,18 +135,25 @@ ftpool__spin_unlock(ftpool__spinlock *l)
  * ftpool__spinlock) is the producer side: the tail of the queue, the free
  * node list and the ids.  A plain submission to the back takes only
  * tail_lock (and `lock` only when a worker must be woken or started), a
- * worker takes only `lock` per job, so a submitter and a worker do not
- * contend while the queue holds two jobs or more.  Whatever needs the
+ * worker takes only `lock` per job (and tail_lock only to take a timer's
+ * run that may be the last job), so a submitter and a worker do not
+ * contend.  Whatever needs the
  * whole queue (front insertion, cancel, foreach, stats) takes both, always
  * `lock` first; a walk along the queue holds tail_lock only to read the
  * tail (jobs before it change only under `lock`).  Nothing waits, walks
  * the queue or calls user code while holding tail_lock (a slab is
  * allocated with tail_lock released).
  *
- * The queue is singly linked from `stub`, a node that is never a job:
- * stub.next is the first job and tail the last (&stub when empty), so an
- * enqueue never touches the head and a dequeue touches the tail only when
- * it takes the last job.
+ * The queue is singly linked from `head`, a dummy node whose job is over:
+ * head->next is the first job and tail the last (head when the queue is
+ * empty).  Taking the first job makes its node the dummy and lets the old
+ * dummy go (as in the queue of Michael and Scott), so a dequeue never
+ * touches the tail, and an enqueue only the tail: a worker may take the
+ * last job while a submitter links one behind it, as long as neither
+ * reads the other's field (a worker does not read the next field of the
+ * job it takes).  The first dummy is `stub`, a node that is never a job
+ * and never freed; a timer's run node never becomes the dummy (its timer
+ * owns it): it is unlinked, under tail_lock.
  *
  * Two counters, each written under one lock only, so that the submitter
  * and the workers do not fight over one cache line for every job:
@@ -193,7 +200,8 @@ struct ftpool {
      * allocator) runs. */
     ftpool__mutex lock;
 
-    ftpool__job stub;           /* stub.next: the next job to run */
+    ftpool__job stub;           /* the first dummy (see above) */
+    ftpool__job *head;          /* head->next: the next job to run */
     /* Jobs ever unlinked (see above); read without a lock by spinning
      * workers and ftpool_pending(). */
     _Atomic uint64_t nunlinked;
@@ -240,7 +248,7 @@ struct ftpool {
 
     /* Protects the fields below (the producer side, see above). */
     ftpool__spinlock tail_lock;
-    ftpool__job *tail;          /* the last job, or &stub */
+    ftpool__job *tail;          /* the last job, or head */
     /* Unused plain-job nodes.  Nodes exist for the deepest the queue has
      * been (plus what workers hold on their way back, NODE_BATCH each, and
      * the rest of the last slab) and are not trimmed, so that a steady

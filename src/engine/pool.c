@@ -65,16 +65,15 @@ pending_locked(ftpool_t *pool)
 }
 
 /* At least this many jobs are queued; needs `lock`.  Trusts the snapshot
- * of nlinked while it promises two jobs or more (enough for pop_locked()
- * to leave tail_lock alone), so a worker working through a deep queue
- * does not pull the submitter's cache line for every job. */
+ * of nlinked while it promises a job, so a worker working through a deep
+ * queue does not pull the submitters' cache line for every job. */
 static size_t
 pending_hint_locked(ftpool_t *pool)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
 
-    if (pool->seen_linked >= done + 2) {
+    if (pool->seen_linked > done) {
         return (size_t)(pool->seen_linked - done);
     }
     return pending_locked(pool);
@@ -373,7 +372,7 @@ ftpool__spin_lock_slow(ftpool__spinlock *l)
 
     do {
         while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
-            if (++spins < 100) {
+            if (++spins < 16) {
                 ftpool__cpu_relax();
             }
             else {
@@ -390,9 +389,9 @@ ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
     unsigned spawn = 0;
 
     ftpool__spin_lock(&pool->tail_lock);
-    last->next = pool->stub.next;
-    pool->stub.next = first;
-    if (pool->tail == &pool->stub) {
+    last->next = pool->head->next;
+    pool->head->next = first;
+    if (pool->tail == pool->head) {
         pool->tail = last;
     }
     link_locked(pool, n);
@@ -471,9 +470,9 @@ clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
     ftpool__job *chain;
 
     ftpool__spin_lock(&pool->tail_lock);
-    chain = pool->stub.next;
-    pool->stub.next = NULL;
-    pool->tail = &pool->stub;
+    chain = pool->head->next;
+    pool->head->next = NULL;
+    pool->tail = pool->head;
     ftpool__spin_unlock(&pool->tail_lock);
     return release_chain_locked(pool, chain, count, done);
 }
@@ -568,9 +567,9 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         *id_out = job->id;
     }
     if (front) {
-        job->next = pool->stub.next;
-        pool->stub.next = job;
-        if (pool->tail == &pool->stub) {
+        job->next = pool->head->next;
+        pool->head->next = job;
+        if (pool->tail == pool->head) {
             pool->tail = job;
         }
     }
@@ -619,12 +618,12 @@ ftpool_submit_ex(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     return submit(pool, fn, drop, arg, flags, id_out);
 }
 
-/* The last job queued right now, or &stub; needs `lock`.  The jobs from
- * the first to this one stay linked as they are while `lock` is held:
- * only holders of `lock` unlink jobs or queue at the front, and
- * submitters only write the next field of the last job.  So the queue up
- * to it may be walked without tail_lock, as long as the walk stops there
- * (and does not read its next field). */
+/* The last job queued right now, or pool->head if none; needs `lock`.
+ * The jobs from the first to this one stay linked as they are while
+ * `lock` is held: only holders of `lock` unlink jobs or queue at the
+ * front, and submitters only write the next field of the last job.  So the
+ * queue up to it may be walked without tail_lock, as long as the walk
+ * stops there (and does not read its next field). */
 static ftpool__job *
 last_job_locked(ftpool_t *pool)
 {
@@ -652,9 +651,9 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
      * meanwhile (see last_job_locked()); a job queued after the search
      * began is newer than the call. */
     last = last_job_locked(pool);
-    prev = &pool->stub;
+    prev = pool->head;
     job = NULL;
-    if (last != &pool->stub) {
+    if (last != pool->head) {
         for (job = prev->next;; prev = job, job = job->next) {
             if (job->id == job_id) {
                 break;
@@ -724,7 +723,7 @@ ftpool_foreach_queued(ftpool_t *pool,
     /* Without tail_lock, up to the last job queued when the walk began
      * (see last_job_locked()). */
     last = last_job_locked(pool);
-    for (job = &pool->stub; job != last;) {
+    for (job = pool->head; job != last;) {
         job = job->next;
         visit(job->arg, job->id, ctx);
         n++;
@@ -797,29 +796,16 @@ spin_for_job(ftpool_t *pool)
     }
 }
 
-/* Nodes of jobs a worker took, not yet given back: each return is an
- * atomic read-modify-write on a line the submitter also uses, so they go
- * back in batches of up to NODE_BATCH, or with no extra cost when the
- * worker holds tail_lock anyway, and whenever it runs out of work (so that
- * an idle pool has all its nodes back). */
+/* Nodes a worker took off the queue, not yet given back: each return is an
+ * atomic read-modify-write on a line the submitters also use, so they go
+ * back in batches of up to NODE_BATCH, and whenever the worker runs out of
+ * work (so that an idle pool has all its nodes back but the dummy). */
 #define NODE_BATCH 32
 
 typedef struct used_nodes {
     ftpool__job *first, *last;
     unsigned n;
 } used_nodes;
-
-/* Gives the used nodes back; tail_lock must be held. */
-static void
-give_back_locked(ftpool_t *pool, used_nodes *u)
-{
-    if (u->n > 0) {
-        u->last->next = pool->free_nodes;
-        pool->free_nodes = u->first;
-        u->first = u->last = NULL;
-        u->n = 0;
-    }
-}
 
 /* Gives the used nodes back without tail_lock, onto pool->returned. */
 static void
@@ -840,8 +826,7 @@ give_back(ftpool_t *pool, used_nodes *u)
     u->n = 0;
 }
 
-/* Puts a taken plain job's node on the used list; its next field is
- * free to reuse once the job is off the queue. */
+/* Puts a node that left the queue on the used list. */
 static void
 add_used(used_nodes *u, ftpool__job *job)
 {
@@ -853,40 +838,41 @@ add_used(used_nodes *u, ftpool__job *job)
     u->n++;
 }
 
-/* Takes the first job off the queue and copies its fields to *out; a
- * plain job's node joins *u.  At least `pending` jobs are linked
- * (as counted with `lock` held: it can only have grown since). */
+/* Takes the first job off the queue and copies its fields to *out; a node
+ * that leaves the queue joins *u.  A job is linked (as counted with `lock`
+ * held).  The job's next field is not read: a submitter may be linking a
+ * job behind it. */
 static void
-pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
+pop_locked(ftpool_t *pool, ftpool__job *out, used_nodes *u)
 {
-    ftpool__job *job = pool->stub.next;
+    ftpool__job *dummy = pool->head, *job = dummy->next;
 
-    if (pending >= 2) {
-        /* job is not the last one, so no submitter touches it or the
-         * stub: the head moves on without tail_lock. */
-        *out = *job;
-        pool->stub.next = job->next;
-        if (job->timer == NULL) {
-            add_used(u, job);
-        }
-        if (u->n >= NODE_BATCH) {
-            give_back(pool, u);
+    out->fn = job->fn;
+    out->drop = job->drop;
+    out->arg = job->arg;
+    out->id = job->id;
+    out->timer = job->timer;
+    if (job->timer == NULL) {
+        /* The job's node becomes the dummy and the old dummy leaves the
+         * queue: the tail, which may be this node, stays where it is, so
+         * no submitter is in the way (see struct ftpool). */
+        pool->head = job;
+        if (dummy != &pool->stub) {
+            add_used(u, dummy);
+            if (u->n >= NODE_BATCH) {
+                give_back(pool, u);
+            }
         }
     }
     else {
-        /* Maybe the last job: a submitter may be linking a job behind it
-         * (writing job->next) and moving the tail, so all of it happens
-         * under tail_lock. */
+        /* A timer's run node belongs to the timer, which may queue it
+         * again or free it, so it cannot stay as the dummy: it is
+         * unlinked, under tail_lock as it may be the last. */
         ftpool__spin_lock(&pool->tail_lock);
-        *out = *job;
-        pool->stub.next = job->next;
+        dummy->next = job->next;
         if (pool->tail == job) {
-            pool->tail = &pool->stub;
+            pool->tail = dummy;
         }
-        if (job->timer == NULL) {
-            add_used(u, job);
-        }
-        give_back_locked(pool, u);
         ftpool__spin_unlock(&pool->tail_lock);
     }
     add_unlinked_locked(pool, 1);
@@ -910,19 +896,17 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
     while (can_sleep) {
         unsigned max = atomic_load_explicit(&pool->max_workers,
                                             memory_order_relaxed);
-        size_t pending;
 
         if (pool->stopping == FTPOOL_SHUTDOWN_SOON
                 || pool->stopping == FTPOOL_SHUTDOWN_DROP
                 || pool->nactive > max) {
             break;
         }
-        pending = pending_hint_locked(pool);
-        if (pending > 0) {
+        if (pending_hint_locked(pool) > 0) {
             ftpool__job job;
             ftpool__timer *t;
 
-            pop_locked(pool, pending, &job, &used);
+            pop_locked(pool, &job, &used);
             t = job.timer;
             ftpool__add_u(&pool->nbusy, 1);
             if (t != NULL) {
@@ -948,7 +932,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
             continue;
         }
         /* Still holding `lock` since the idle check: whoever sees the
-         * pool idle finds every node given back. */
+         * pool idle finds every node given back but the dummy. */
         give_back(pool, &used);
         if (pool->stopping == FTPOOL_SHUTDOWN_FINISH) {
             break;
@@ -1341,6 +1325,7 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     pool->worker_end = opts->worker_end;
     pool->hook_arg = opts->hook_arg;
     pool->next_id = 1;
+    pool->head = &pool->stub;
     pool->tail = &pool->stub;
     atomic_init(&pool->stopping, FTPOOL__RUNNING);
     atomic_init(&pool->nactive, 0);
