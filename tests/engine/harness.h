@@ -70,7 +70,8 @@
     X(submitters_exactly_once)      \
     X(submitters_fifo)              \
     X(wakeup_handshake)             \
-    X(cancel_while_submitting)
+    X(cancel_while_submitting)      \
+    X(timers_among_submitters)
 
 #define FTPOOL_DECLARE_TEST(name) void test_##name(void);
 FTPOOL_TESTS(FTPOOL_DECLARE_TEST)

@@ -1,8 +1,8 @@
 /*
  * test_submitters.c - several threads submitting at once: every job runs
  * exactly once, one submitter's jobs run in its order, no wake-up is lost
- * when workers park, and cancelling and walking the queue while others
- * submit.
+ * when workers park, cancelling and walking the queue while others submit,
+ * and timer runs and front submissions among them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -418,4 +418,78 @@ test_cancel_while_submitting(void)
     gate_destroy(&g);
     log_free();
     free(c.ids);
+}
+
+/* Timer runs (queued at the front, taken off under tail_lock when they are
+ * the last job) and front submissions, among jobs that two threads queue
+ * at the back, on one worker that often takes the last job while a
+ * submitter links the next: every job runs once, the back jobs in each
+ * submitter's order, and the periodic timer keeps running. */
+typedef struct fronter {
+    ftpool_t *pool;
+    unsigned n;
+    atomic_int ran;
+    atomic_int errors;
+} fronter;
+
+static void
+front_job(void *arg)
+{
+    atomic_fetch_add(&((fronter *)arg)->ran, 1);
+}
+
+static void
+fronter_main(void *arg)
+{
+    fronter *f = arg;
+    unsigned i;
+
+    for (i = 0; i < f->n; i++) {
+        if (ftpool_submit_ex(f->pool, front_job, NULL, f, FTPOOL_FRONT,
+                             NULL) != FTPOOL_OK) {
+            atomic_fetch_add(&f->errors, 1);
+        }
+        if (i % 16 == 15) {
+            harness_sleep_ns(MS / 20);
+        }
+    }
+}
+
+void
+test_timers_among_submitters(void)
+{
+    unsigned t = 2, per = harness_quick() ? 3000 : 30000;
+    ftpool_options o = {0};
+    ftpool_t *pool = NULL;
+    harness_thread fth;
+    atomic_int ticks;
+    uint64_t tid;
+    fronter f;
+    int before;
+
+    REQUIRE(log_init(t, per, 1));
+    o.max_workers = 1;
+    REQUIRE(ftpool_create(&o, &pool) == FTPOOL_OK);
+    atomic_init(&ticks, 0);
+    CHECK_EQ(ftpool_timer_after(pool, 0, MS / 10, job_count, NULL, &ticks,
+                                &tid), FTPOOL_OK);
+    f.pool = pool;
+    f.n = harness_quick() ? 200 : 2000;
+    atomic_init(&f.ran, 0);
+    atomic_init(&f.errors, 0);
+    thread_start(&fth, fronter_main, &f);
+    run_submitters(pool, t, 32, NULL, NULL);
+    thread_join(&fth);
+    CHECK_EQ(atomic_load(&f.errors), 0);
+    /* The timer still runs after the storm. */
+    before = atomic_load(&ticks);
+    CHECK(wait_counter(&ticks, before + 3, 5000 * MS));
+    CHECK_EQ(ftpool_timer_cancel(pool, tid), FTPOOL_OK);
+    wait_idle_or_drop(pool);
+    CHECK(before > 0);
+    CHECK_EQ(atomic_load(&f.ran), f.n);
+    CHECK_EQ(atomic_load(&lg.disorder), 0);
+    CHECK_EQ(log_count_bad((size_t)t * per, 1, 0), 0);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    log_free();
 }
