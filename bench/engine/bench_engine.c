@@ -38,6 +38,7 @@
 #include <getopt.h>
 #include <glib.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -226,11 +227,9 @@ typedef struct submitter {
     long first, n;      /* its submissions: i in [first, first + n) */
 } submitter;
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int open;
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+/* The gate: the submitters wait for it to open by polling (and yielding),
+ * not asleep, so that waking them up is not part of the measurement. */
+static atomic_int gate_open;
 static sem_t ready;     /* posted by each submitter once it waits */
 
 static void *
@@ -239,10 +238,8 @@ submitter_main(void *arg)
     submitter *s = arg;
 
     sem_post(&ready);
-    pthread_mutex_lock(&gate.lock);
-    while (!gate.open)
-        pthread_cond_wait(&gate.cond, &gate.lock);
-    pthread_mutex_unlock(&gate.lock);
+    while (!atomic_load_explicit(&gate_open, memory_order_acquire))
+        sched_yield();
     for (long i = s->first; i < s->first + s->n; i++)
         s->submit(s->pool, i);
     return NULL;
@@ -256,7 +253,7 @@ submitters_start(submitter *s, unsigned subs, void (*submit)(void *, long),
 {
     if (subs > MAX_SUBMITTERS)
         die("at most %d submitters", MAX_SUBMITTERS);
-    gate.open = 0;
+    atomic_store(&gate_open, 0);
     for (unsigned k = 0; k < subs; k++) {
         s[k].submit = submit;
         s[k].pool = pool;
@@ -274,10 +271,7 @@ submitters_start(submitter *s, unsigned subs, void (*submit)(void *, long),
 static void
 submitters_go(void)
 {
-    pthread_mutex_lock(&gate.lock);
-    gate.open = 1;
-    pthread_cond_broadcast(&gate.cond);
-    pthread_mutex_unlock(&gate.lock);
+    atomic_store_explicit(&gate_open, 1, memory_order_release);
 }
 
 static void
