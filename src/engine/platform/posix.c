@@ -195,7 +195,7 @@ ftpool__thread_yield(void)
 /* Linux's membarrier(2): a private expedited barrier interrupts every CPU
  * that runs a thread of this process (Linux 4.14 and later, after the
  * process has registered for it once). */
-#if defined(__linux__) && defined(SYS_membarrier)
+#if defined(__linux__) && defined(SYS_membarrier) && !FTPOOL__TSAN
 #  define FTPOOL__MEMBARRIER 1
 #  define FTPOOL__MB_PRIVATE_EXPEDITED (1 << 3)
 #  define FTPOOL__MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
@@ -204,6 +204,9 @@ ftpool__thread_yield(void)
 #endif
 
 _Atomic int ftpool__fence_asymmetric;
+#if FTPOOL__TSAN
+_Atomic int ftpool__fence_dummy;
+#endif
 
 void
 ftpool__fence_init(void)
@@ -231,7 +234,7 @@ ftpool__fence_init(void)
 void
 ftpool__fence_heavy(void)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    ftpool__fence_full();
 #if FTPOOL__MEMBARRIER
     if (atomic_load_explicit(&ftpool__fence_asymmetric,
                              memory_order_relaxed)) {

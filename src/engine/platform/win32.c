@@ -182,6 +182,9 @@ ftpool__thread_yield(void)
 
 /* Always symmetric here: both sides are full fences. */
 _Atomic int ftpool__fence_asymmetric;
+#if FTPOOL__TSAN
+_Atomic int ftpool__fence_dummy;
+#endif
 
 void
 ftpool__fence_init(void)
@@ -191,5 +194,5 @@ ftpool__fence_init(void)
 void
 ftpool__fence_heavy(void)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    ftpool__fence_full();
 }
