@@ -129,20 +129,29 @@ ftpool__spin_unlock(ftpool__spinlock *l)
 }
 
 /*
- * Two locks.  `lock` (a mutex) is the consumer side and everything else:
- * it protects the head of the queue, the workers and timers, and is the
- * one the condition variables wait with.  `tail_lock` (a spin lock: see
- * ftpool__spinlock) is the producer side: the tail of the queue, the free
- * node list and the ids.  A plain submission to the back takes only
- * tail_lock (and `lock` only when a worker must be woken or started), a
- * worker takes only `lock` per job (and tail_lock only to take a timer's
- * run that may be the last job), so a submitter and a worker do not
- * contend.  Whatever needs the
- * whole queue (front insertion, cancel, foreach, stats) takes both, always
- * `lock` first; a walk along the queue holds tail_lock only to read the
- * tail (jobs before it change only under `lock`).  Nothing waits, walks
- * the queue or calls user code while holding tail_lock (a slab is
- * allocated with tail_lock released).
+ * Three locks, always taken in this order: `lock`, head_lock, tail_lock.
+ *
+ * `lock` (a mutex, the one the condition variables wait with) protects the
+ * workers' bookkeeping (sleepers, starting, waking, spinning, exits), the
+ * timers and the waits for idle or for no workers.  head_lock (a spin lock:
+ * see ftpool__spinlock) is the consumer side: the head of the queue and the
+ * counts of a job's life after its submission (nunlinked, nbusy,
+ * completed).  tail_lock (a spin lock) is the producer side: the tail of
+ * the queue, the free node list, the ids and nlinked.
+ *
+ * A plain submission to the back takes only tail_lock (and `lock` only
+ * when a worker must be woken or started).  A worker takes `lock` and
+ * head_lock to take a job after it was asleep, spinning or busy with a
+ * timer run; after a plain job it takes the next plain job (if it may go
+ * on) holding head_lock only, the whole job's accounting included.  So
+ * submitters and workers meet on no lock, and workers meet on a spin lock
+ * held for a few dozen instructions.  Whatever changes the head or walks
+ * the queue (front insertion, cancel, foreach, clear) holds `lock` and
+ * head_lock; it holds tail_lock too if it may touch the tail, and a walk
+ * holds tail_lock only to read the tail (jobs before it change only under
+ * head_lock).  Nothing waits or calls user code while holding a spin lock
+ * (a slab is allocated with tail_lock released; foreach's visitor may not
+ * call into the pool).
  *
  * The queue is singly linked from `head`, a dummy node whose job is over:
  * head->next is the first job and tail the last (head when the queue is
@@ -155,16 +164,18 @@ ftpool__spin_unlock(ftpool__spinlock *l)
  * and never freed; a timer's run node never becomes the dummy (its timer
  * owns it): it is unlinked, under tail_lock.
  *
- * Two counters, each written under one lock only, so that the submitter
+ * Two counters, each written under one lock only, so that the submitters
  * and the workers do not fight over one cache line for every job:
  * nlinked (tail_lock) counts jobs ever linked and is raised only after a
- * job is linked; nunlinked (`lock`) counts jobs ever unlinked (taken or
- * dropped) and is raised only after one is unlinked.  Both are raised with
- * a release store, as their only writer.  The pending jobs are nlinked -
- * nunlinked.  nlinked only grows, so whoever holds `lock` may rely on at
- * least seen_linked - nunlinked jobs being linked (and visible: it reads
- * nlinked with acquire), and reads the submitter's line again only when
- * that snapshot runs short (see pending_hint_locked()).
+ * job is linked; nunlinked (head_lock) counts jobs ever unlinked (taken or
+ * dropped) and is raised when one is unlinked, under the same hold of
+ * head_lock.  Both are raised with a release store, as their only writer.
+ * The pending jobs are nlinked - nunlinked.  nlinked only grows, so
+ * whoever holds head_lock may rely on at least seen_linked - nunlinked
+ * jobs being linked (and visible: it reads nlinked with acquire), and
+ * reads the submitters' line again only when that snapshot runs short (see
+ * pending_hint_head_locked()).  Without head_lock, reading nunlinked
+ * before nlinked gives at least the jobs pending at some instant.
  *
  * A submitter that raised nlinked and a worker about to park meet in a
  * handshake: the worker raises nsleepers and then reads nlinked, the
@@ -183,7 +194,9 @@ struct ftpool {
     void *hook_arg;
     _Atomic unsigned max_workers;
     /* FTPOOL__RUNNING, or the mode of the last shutdown: it lasts until a
-     * submission finds no worker alive. */
+     * submission finds no worker alive.  Written under `lock`; a shutdown
+     * also holds head_lock, under which a worker checks it before it takes
+     * a job. */
     _Atomic int stopping;
     _Atomic unsigned nactive;   /* see "Workers" below */
     /* Workers on the sleeper stack.  A parking worker raises it and then
@@ -193,19 +206,12 @@ struct ftpool {
     _Atomic int closed;
     FTPOOL__PAD(pad0_);
 
-    /* Protects every field below up to tail_lock that is not _Atomic, and
+    /* Protects every field below up to head_lock that is not _Atomic, and
      * is the only writer lock of those _Atomic counters (which are also
      * read without it).  Held only for short list and counter updates:
      * never while user code (jobs, drop callbacks, hooks, spawn,
      * allocator) runs. */
     ftpool__mutex lock;
-
-    ftpool__job stub;           /* the first dummy (see above) */
-    ftpool__job *head;          /* head->next: the next job to run */
-    /* Jobs ever unlinked (see above); read without a lock by spinning
-     * workers and ftpool_pending(). */
-    _Atomic uint64_t nunlinked;
-    uint64_t seen_linked;       /* a value nlinked has had: a lower bound */
 
     /* Workers.  active: alive and not yet decided to exit (what the maximum
      * limits).  starting: reserved, not yet looking at the queue.  waking:
@@ -220,11 +226,10 @@ struct ftpool {
     int destroying;
     ftpool__native *zombies;    /* exited native threads to join */
 
-    /* Counters readable without the lock (ftpool_workers() etc.). */
+    /* Readable without the lock (ftpool_workers()). */
     _Atomic unsigned nworkers;  /* alive, including starting and exiting */
-    _Atomic unsigned nbusy;
 
-    uint64_t completed, dropped;
+    uint64_t dropped;
 
     /* ftpool_join()/ftpool_wait_idle() sleep on state_cond; whoever makes
      * the last worker leave or the pool idle broadcasts it.  Each of these
@@ -245,6 +250,20 @@ struct ftpool {
     int timer_thread_state;     /* 0 none, 1 starting, 2 running */
     ftpool__thread timer_thread;
     FTPOOL__PAD(pad1_);
+
+    /* The consumer side (see above): protects the fields below up to the
+     * producer side, and is the only writer lock of its _Atomic counters
+     * (which are also read without it). */
+    ftpool__spinlock head_lock;
+    ftpool__job *head;          /* head->next: the next job to run */
+    /* Jobs ever unlinked (see above); read without a lock by spinning
+     * workers and ftpool_pending(). */
+    _Atomic uint64_t nunlinked;
+    uint64_t seen_linked;       /* a value nlinked has had: a lower bound */
+    _Atomic unsigned nbusy;     /* workers running a job */
+    uint64_t completed;
+    ftpool__job stub;           /* the first dummy (see above) */
+    FTPOOL__PAD(pad4_);
 
     /* Protects the fields below (the producer side, see above). */
     ftpool__spinlock tail_lock;

@@ -2,19 +2,22 @@
  * pool.c - the job queue, the workers, submission, cancellation, shutdown
  * and waiting.
  *
- * Two locks (see struct ftpool in internal.h): pool->lock, a mutex,
- * protects the head of the queue and the worker bookkeeping;
- * pool->tail_lock, a spin lock, the tail, the free nodes and the ids.  A
- * submission to the back takes tail_lock once - pop a free node, link it,
- * count it - which costs it one atomic exchange; it takes pool->lock as
- * well only if a worker must be woken or started - no system call
- * otherwise.  A worker takes pool->lock once per job: account for the job
- * it finished and pop the next.  Threads are started after unlocking, and
- * user code always runs unlocked.
+ * Three locks (see struct ftpool in internal.h): pool->lock, a mutex,
+ * protects the worker bookkeeping and the timers; pool->head_lock, a spin
+ * lock, the head of the queue and the job counts; pool->tail_lock, a spin
+ * lock, the tail, the free nodes and the ids.  A submission to the back
+ * takes tail_lock once - pop a free node, link it, count it - which costs
+ * it one atomic exchange; it takes pool->lock as well only if a worker
+ * must be woken or started - no system call otherwise.  A worker that
+ * finished a plain job takes the next one holding head_lock only; it takes
+ * pool->lock when it runs out of work, for a timer run, or to retire.
+ * Threads are started after unlocking, and user code always runs
+ * unlocked.
  *
  * Job nodes come in slabs and go back for reuse (workers return them in
- * small batches, without a lock) once their job has started or was
- * dropped, so once the queue has been as deep as it gets, no submission
+ * small batches, without a lock) once they have left the queue - a node
+ * whose job was taken stays as the queue's dummy until the next job is
+ * taken - so once the queue has been as deep as it gets, no submission
  * allocates.  A worker that finds the queue empty polls for a new job for
  * a couple of microseconds before it parks: a steady stream of jobs then
  * finds it awake, and the submitter makes no wake-up call.
@@ -49,10 +52,10 @@ static void worker_loop(ftpool_t *pool, ftpool__native *native);
 /* Workers: waking and reserving                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Jobs queued right now; needs `lock` (so that nunlinked is stable).
+/* Jobs queued right now; needs head_lock (so that nunlinked is stable).
  * Reads nlinked afresh and keeps it as the snapshot. */
 static size_t
-pending_locked(ftpool_t *pool)
+pending_head_locked(ftpool_t *pool)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
@@ -64,11 +67,11 @@ pending_locked(ftpool_t *pool)
     return (size_t)(pool->seen_linked - done);
 }
 
-/* At least this many jobs are queued; needs `lock`.  Trusts the snapshot
- * of nlinked while it promises a job, so a worker working through a deep
- * queue does not pull the submitters' cache line for every job. */
+/* At least this many jobs are queued; needs head_lock.  Trusts the
+ * snapshot of nlinked while it promises a job, so a worker working through
+ * a deep queue does not pull the submitters' cache line for every job. */
 static size_t
-pending_hint_locked(ftpool_t *pool)
+pending_hint_head_locked(ftpool_t *pool)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
@@ -76,12 +79,25 @@ pending_hint_locked(ftpool_t *pool)
     if (pool->seen_linked > done) {
         return (size_t)(pool->seen_linked - done);
     }
-    return pending_locked(pool);
+    return pending_head_locked(pool);
 }
 
-/* Counts n jobs as unlinked; needs `lock`, the only writer. */
+/* Jobs queued, without head_lock: at least as many as were queued at some
+ * instant during the call (nunlinked is read first; a job is unlinked only
+ * after it was counted in nlinked, so the difference is never negative). */
+static size_t
+pending_now(ftpool_t *pool)
+{
+    uint64_t done = atomic_load_explicit(&pool->nunlinked,
+                                         memory_order_acquire);
+
+    return (size_t)(atomic_load_explicit(&pool->nlinked,
+                                         memory_order_acquire) - done);
+}
+
+/* Counts n jobs as unlinked; needs head_lock, the only writer. */
 static void
-add_unlinked_locked(ftpool_t *pool, size_t n)
+add_unlinked_head_locked(ftpool_t *pool, size_t n)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
@@ -121,7 +137,7 @@ wake_all_locked(ftpool_t *pool)
 static int
 uncovered_locked(ftpool_t *pool)
 {
-    return pending_locked(pool)
+    return pending_now(pool)
            > (size_t)pool->nstarting + pool->nwaking + pool->nspinning;
 }
 
@@ -191,13 +207,18 @@ ftpool__cover_locked(ftpool_t *pool, int finishing)
 void
 ftpool__check_idle_locked(ftpool_t *pool)
 {
+    int idle;
+
     /* The snapshot first: while it shows a job queued, the pool is not
-     * idle and the submitter's line is left alone. */
-    if (atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0
-            && pool->seen_linked
-               <= atomic_load_explicit(&pool->nunlinked,
-                                       memory_order_relaxed)
-            && pending_locked(pool) == 0) {
+     * idle and the submitters' line is left alone. */
+    ftpool__spin_lock(&pool->head_lock);
+    idle = atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0
+           && pool->seen_linked
+              <= atomic_load_explicit(&pool->nunlinked,
+                                      memory_order_relaxed)
+           && pending_head_locked(pool) == 0;
+    ftpool__spin_unlock(&pool->head_lock);
+    if (idle) {
         pool->idle_gen++;
         if (pool->state_waiters > 0) {
             ftpool__cond_broadcast(&pool->state_cond);
@@ -388,6 +409,7 @@ ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
 {
     unsigned spawn = 0;
 
+    ftpool__spin_lock(&pool->head_lock);
     ftpool__spin_lock(&pool->tail_lock);
     last->next = pool->head->next;
     pool->head->next = first;
@@ -396,15 +418,17 @@ ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
     }
     link_locked(pool, n);
     ftpool__spin_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     while (n-- > 0) {
         spawn += job_queued_locked(pool);
     }
     return spawn;
 }
 
-/* Takes a detached chain of queued jobs out of the accounting as dropped.
- * Timer runs release their timer's reference (finished timers are added to
- * *done); the plain jobs are returned, in order, for their drop callbacks. */
+/* Counts a chain of jobs, unlinked (and counted as such) under head_lock,
+ * as dropped.  Timer runs release their timer's reference (finished timers
+ * are added to *done); the plain jobs are returned, in order, for their
+ * drop callbacks. */
 static ftpool__job *
 release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
                      ftpool__timer **done)
@@ -433,7 +457,6 @@ release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
             tailp = &job->next;
         }
     }
-    add_unlinked_locked(pool, n);
     pool->dropped += n;
     ftpool__check_idle_locked(pool);
     *count = n;
@@ -469,11 +492,16 @@ clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
 {
     ftpool__job *chain;
 
+    ftpool__spin_lock(&pool->head_lock);
     ftpool__spin_lock(&pool->tail_lock);
     chain = pool->head->next;
     pool->head->next = NULL;
     pool->tail = pool->head;
+    /* Exact with both locks: the chain holds every job linked and not
+     * unlinked. */
+    add_unlinked_head_locked(pool, pending_head_locked(pool));
     ftpool__spin_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     return release_chain_locked(pool, chain, count, done);
 }
 
@@ -544,14 +572,17 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         return rc;
     }
     if (front) {
-        /* The head of the queue needs `lock`, which comes first. */
+        /* The head of the queue needs `lock` and head_lock, which come
+         * first. */
         ftpool__spin_unlock(&pool->tail_lock);
         ftpool__mutex_lock(&pool->lock);
+        ftpool__spin_lock(&pool->head_lock);
         ftpool__spin_lock(&pool->tail_lock);
         if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
             job->next = pool->free_nodes;
             pool->free_nodes = job;
             ftpool__spin_unlock(&pool->tail_lock);
+            ftpool__spin_unlock(&pool->head_lock);
             ftpool__mutex_unlock(&pool->lock);
             return FTPOOL_ESTOPPED;
         }
@@ -581,7 +612,10 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     /* After linking (see struct ftpool). */
     link_locked(pool, 1);
     ftpool__spin_unlock(&pool->tail_lock);
-    if (!front) {
+    if (front) {
+        ftpool__spin_unlock(&pool->head_lock);
+    }
+    else {
         if (queued_needs_nothing(pool)) {
             return FTPOOL_OK;
         }
@@ -618,9 +652,9 @@ ftpool_submit_ex(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     return submit(pool, fn, drop, arg, flags, id_out);
 }
 
-/* The last job queued right now, or pool->head if none; needs `lock`.
+/* The last job queued right now, or pool->head if none; needs head_lock.
  * The jobs from the first to this one stay linked as they are while
- * `lock` is held: only holders of `lock` unlink jobs or queue at the
+ * head_lock is held: only holders of head_lock unlink jobs or queue at the
  * front, and submitters only write the next field of the last job.  So the
  * queue up to it may be walked without tail_lock, as long as the walk
  * stops there (and does not read its next field). */
@@ -646,6 +680,7 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         return FTPOOL_EINVAL;
     }
     ftpool__mutex_lock(&pool->lock);
+    ftpool__spin_lock(&pool->head_lock);
     /* A linear search: cancelling is rare next to submitting, and an index
      * by id would cost every submission.  Submitters are not held up
      * meanwhile (see last_job_locked()); a job queued after the search
@@ -665,6 +700,7 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         }
     }
     if (job == NULL) {
+        ftpool__spin_unlock(&pool->head_lock);
         ftpool__mutex_unlock(&pool->lock);
         return FTPOOL_ENOTFOUND;
     }
@@ -680,6 +716,8 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         }
         ftpool__spin_unlock(&pool->tail_lock);
     }
+    add_unlinked_head_locked(pool, 1);
+    ftpool__spin_unlock(&pool->head_lock);
     job->next = NULL;
     plain = release_chain_locked(pool, job, &n, &done);
     ftpool__mutex_unlock(&pool->lock);
@@ -720,6 +758,7 @@ ftpool_foreach_queued(ftpool_t *pool,
         return 0;
     }
     ftpool__mutex_lock(&pool->lock);
+    ftpool__spin_lock(&pool->head_lock);
     /* Without tail_lock, up to the last job queued when the walk began
      * (see last_job_locked()). */
     last = last_job_locked(pool);
@@ -728,6 +767,7 @@ ftpool_foreach_queued(ftpool_t *pool,
         visit(job->arg, job->id, ctx);
         n++;
     }
+    ftpool__spin_unlock(&pool->head_lock);
     ftpool__mutex_unlock(&pool->lock);
     return n;
 }
@@ -839,11 +879,11 @@ add_used(used_nodes *u, ftpool__job *job)
 }
 
 /* Takes the first job off the queue and copies its fields to *out; a node
- * that leaves the queue joins *u.  A job is linked (as counted with `lock`
- * held).  The job's next field is not read: a submitter may be linking a
- * job behind it. */
+ * that leaves the queue joins *u.  Needs head_lock, and a job linked (as
+ * counted with head_lock held).  The job's next field is not read: a
+ * submitter may be linking a job behind it. */
 static void
-pop_locked(ftpool_t *pool, ftpool__job *out, used_nodes *u)
+pop_head_locked(ftpool_t *pool, ftpool__job *out, used_nodes *u)
 {
     ftpool__job *dummy = pool->head, *job = dummy->next;
 
@@ -875,7 +915,49 @@ pop_locked(ftpool_t *pool, ftpool__job *out, used_nodes *u)
         }
         ftpool__spin_unlock(&pool->tail_lock);
     }
-    add_unlinked_locked(pool, 1);
+    add_unlinked_head_locked(pool, 1);
+}
+
+/* Whether a worker that just finished a plain job may take the next one
+ * holding head_lock only (needs head_lock): a plain job is queued, and the
+ * worker need not retire (no SOON or DROP shutdown - set under head_lock,
+ * so no job is taken after one - and no lowered maximum, which it may
+ * notice a job late).  Everything else goes through `lock`. */
+static int
+may_go_on_head_locked(ftpool_t *pool)
+{
+    int stopping = atomic_load_explicit(&pool->stopping,
+                                        memory_order_relaxed);
+
+    return stopping != FTPOOL_SHUTDOWN_SOON
+           && stopping != FTPOOL_SHUTDOWN_DROP
+           && atomic_load_explicit(&pool->nactive, memory_order_relaxed)
+              <= atomic_load_explicit(&pool->max_workers,
+                                      memory_order_relaxed)
+           && pending_hint_head_locked(pool) > 0
+           && pool->head->next->timer == NULL;
+}
+
+/* Runs a plain job the worker took, then, as long as it may go on, the
+ * plain jobs after it, each taken and accounted for holding head_lock only.
+ * Called and returns without a lock; the last job is accounted for. */
+static void
+run_plain_jobs(ftpool_t *pool, ftpool__job *job, used_nodes *used)
+{
+    for (;;) {
+        job->fn(job->arg);
+
+        ftpool__spin_lock(&pool->head_lock);
+        ftpool__add_u(&pool->nbusy, -1);
+        pool->completed++;
+        if (!may_go_on_head_locked(pool)) {
+            break;
+        }
+        pop_head_locked(pool, job, used);
+        ftpool__add_u(&pool->nbusy, 1);
+        ftpool__spin_unlock(&pool->head_lock);
+    }
+    ftpool__spin_unlock(&pool->head_lock);
 }
 
 static void
@@ -902,25 +984,32 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
                 || pool->nactive > max) {
             break;
         }
-        if (pending_hint_locked(pool) > 0) {
+        ftpool__spin_lock(&pool->head_lock);
+        if (pending_hint_head_locked(pool) > 0) {
             ftpool__job job;
             ftpool__timer *t;
 
-            pop_locked(pool, &job, &used);
-            t = job.timer;
+            pop_head_locked(pool, &job, &used);
             ftpool__add_u(&pool->nbusy, 1);
-            if (t != NULL) {
-                t->queued = 0;  /* the next run may be queued now */
-            }
+            ftpool__spin_unlock(&pool->head_lock);
+            t = job.timer;
             spun = 0;
-            ftpool__mutex_unlock(&pool->lock);
+            if (t == NULL) {
+                ftpool__mutex_unlock(&pool->lock);
+                run_plain_jobs(pool, &job, &used);
+                ftpool__mutex_lock(&pool->lock);
+            }
+            else {
+                t->queued = 0;  /* the next run may be queued now */
+                ftpool__mutex_unlock(&pool->lock);
 
-            job.fn(job.arg);
+                job.fn(job.arg);
 
-            ftpool__mutex_lock(&pool->lock);
-            ftpool__add_u(&pool->nbusy, -1);
-            pool->completed++;
-            if (t != NULL) {
+                ftpool__mutex_lock(&pool->lock);
+                ftpool__spin_lock(&pool->head_lock);
+                ftpool__add_u(&pool->nbusy, -1);
+                pool->completed++;
+                ftpool__spin_unlock(&pool->head_lock);
                 t = ftpool__timer_run_done_locked(pool, t, 1);
                 if (t != NULL) {
                     ftpool__mutex_unlock(&pool->lock);
@@ -931,6 +1020,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
             ftpool__check_idle_locked(pool);
             continue;
         }
+        ftpool__spin_unlock(&pool->head_lock);
         /* Still holding `lock` since the idle check: whoever sees the
          * pool idle finds every node given back but the dummy. */
         give_back(pool, &used);
@@ -962,7 +1052,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
          * above, by a submitter that saw no sleeper, is taken now. */
         ftpool__add_u(&pool->nsleepers, 1);
         ftpool__fence_heavy();
-        if (pending_locked(pool) != 0) {
+        if (pending_now(pool) != 0) {
             pool->sleepers = self.next;
             ftpool__add_u(&pool->nsleepers, -1);
             continue;
@@ -1106,7 +1196,11 @@ ftpool_shutdown(ftpool_t *pool, unsigned how)
     if ((int)mode > pool->stopping
             || atomic_load_explicit(&pool->nworkers,
                                     memory_order_relaxed) == 0) {
+        /* Under head_lock too: no worker takes a job after a SOON or DROP
+         * shutdown (see may_go_on_head_locked()). */
+        ftpool__spin_lock(&pool->head_lock);
         pool->stopping = (int)mode;
+        ftpool__spin_unlock(&pool->head_lock);
     }
     wake_all_locked(pool);
     /* Finishing needs workers for the queued jobs even if none is left
@@ -1134,10 +1228,19 @@ reached_locked(ftpool_t *pool, int what, uint64_t gen0)
 {
     switch (what) {
     case WAIT_IDLE:
-        return pool->idle_gen != gen0
-               || (pending_locked(pool) == 0
+        if (pool->idle_gen != gen0) {
+            return 1;
+        }
+        {
+            int idle;
+
+            ftpool__spin_lock(&pool->head_lock);
+            idle = pending_head_locked(pool) == 0
                    && atomic_load_explicit(&pool->nbusy,
-                                           memory_order_relaxed) == 0);
+                                           memory_order_relaxed) == 0;
+            ftpool__spin_unlock(&pool->head_lock);
+            return idle;
+        }
     case WAIT_NO_WORKERS:
         if (pool->no_workers_gen != gen0) {
             return 1;
@@ -1273,19 +1376,21 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
     if (pool == NULL || out == NULL) {
         return;
     }
-    /* Both locks: submitted and pending change under tail_lock. */
+    /* All locks: busy and completed change under head_lock, submitted
+     * under tail_lock, timers and dropped under `lock`. */
     ftpool__mutex_lock(&pool->lock);
+    ftpool__spin_lock(&pool->head_lock);
     ftpool__spin_lock(&pool->tail_lock);
     out->workers = atomic_load_explicit(&pool->nworkers,
                                         memory_order_relaxed);
     out->busy = atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
-    out->pending = pending_locked(pool);
+    out->pending = pending_head_locked(pool);
     out->timers = pool->ntimers;
-    out->submitted = atomic_load_explicit(&pool->nlinked,
-                                          memory_order_relaxed);
+    out->submitted = pool->seen_linked;
     out->completed = pool->completed;
     out->dropped = pool->dropped;
     ftpool__spin_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -1338,6 +1443,7 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     atomic_init(&pool->closed, 0);
     atomic_init(&pool->returned, NULL);
 
+    atomic_init(&pool->head_lock.held, 0);
     atomic_init(&pool->tail_lock.held, 0);
     ftpool__fence_init();
 
@@ -1390,7 +1496,9 @@ ftpool_destroy(ftpool_t *pool)
     ftpool__mutex_lock(&pool->lock);
     done = ftpool__timer_disarm_all_locked(pool, &n);
     plain = clear_queue_locked(pool, &n, &done);
+    ftpool__spin_lock(&pool->head_lock);
     pool->stopping = FTPOOL_SHUTDOWN_DROP;
+    ftpool__spin_unlock(&pool->head_lock);
     wake_all_locked(pool);
     ftpool__mutex_unlock(&pool->lock);
     drop_jobs(pool, plain);
