@@ -42,6 +42,7 @@
     X(shutdown_finish)              \
     X(shutdown_soon)                \
     X(shutdown_drop)                \
+    X(shutdown_from_stream)         \
     X(restart_after_shutdown)       \
     X(join_timeout)                 \
     X(wait_idle_timeout)            \
