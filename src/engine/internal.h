@@ -103,11 +103,12 @@ enum {
  * write by one thread does not steal the cache line another is using. */
 #define FTPOOL__PAD(name) char name[64]
 
-/* A spin lock for critical sections of a few dozen instructions that never
- * wait and never call user code: one exchange to take it, a plain store to
- * release it (a mutex pays a read-modify-write for both).  A waiter spins a
- * little, then gives its time slice away, so that a holder that was
- * preempted gets to run. */
+/* A spin lock for critical sections that never wait and never call user
+ * code, nearly all of a few dozen instructions (the walks along the queue
+ * of cancel and foreach are the rare long ones): one exchange to take it,
+ * a plain store to release it (a mutex pays a read-modify-write for both).
+ * A waiter spins a little, then gives its time slice away, so that a
+ * holder that was preempted gets to run. */
 typedef struct ftpool__spinlock {
     _Atomic int held;
 } ftpool__spinlock;
@@ -269,10 +270,10 @@ struct ftpool {
     ftpool__spinlock tail_lock;
     ftpool__job *tail;          /* the last job, or head */
     /* Unused plain-job nodes.  Nodes exist for the deepest the queue has
-     * been (plus what workers hold on their way back, NODE_BATCH each, and
-     * the rest of the last slab) and are not trimmed, so that a steady
-     * stream of jobs allocates nothing; the memory goes back with the
-     * slabs at ftpool_destroy(). */
+     * been (plus the dummy, what workers hold on their way back, NODE_BATCH
+     * each, and the rest of the last slab) and are not trimmed, so that a
+     * steady stream of jobs allocates nothing; the memory goes back with
+     * the slabs at ftpool_destroy(). */
     ftpool__job *free_nodes;
     ftpool__slab *slabs;        /* every node block, for ftpool_destroy() */
     size_t nnodes;              /* nodes in all slabs */
@@ -280,7 +281,7 @@ struct ftpool {
     /* Jobs ever linked (see above), which is also the count of jobs
      * submitted.  On the submitter's line, which it writes anyway; read
      * without tail_lock by spinning workers, by ftpool_pending(), and by
-     * holders of `lock` when their snapshot runs short. */
+     * holders of head_lock when their snapshot runs short. */
     _Atomic uint64_t nlinked;
     FTPOOL__PAD(pad2_);
     /* Plain-job nodes that workers have given back, a stack pushed to
