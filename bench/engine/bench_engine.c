@@ -11,8 +11,9 @@
  * called every after_work callback on the main thread; the time at which the
  * last work callback ran is reported beside it.
  *
- * Several submitters: the same N jobs submitted by S threads at once (N/S
- * each), started and waiting at a gate before the clock starts.  ftpool and
+ * Several submitters: the same N jobs submitted by S threads at once, each
+ * taking chunks of 1000 submissions from a shared counter until none is
+ * left, started and waiting at a gate before the clock starts.  ftpool and
  * GLib are called from each thread (g_thread_pool_push() is thread-safe).
  * uv_queue_work() may only be called on the loop's thread, so a libuv
  * program whose jobs come from other threads hands them to the loop: here
@@ -217,15 +218,23 @@ wait_done(void)
 /* Submitting threads                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* One submitting thread: submit(pool, i) for i in [0, n).  The threads
- * are started before the clock and wait at the gate, so that the
- * measurement holds no thread creation. */
+/* Submitting threads share the n submissions submit(pool, i), i in
+ * [0, n): each takes the next CHUNK of them from a shared counter until
+ * none is left, so that a thread the scheduler leaves waiting does not hold
+ * the end of the run back while the others are done (a fixed share each
+ * would time the slowest thread, not the pool).  The threads are started
+ * before the clock and wait at the gate, so that the measurement holds no
+ * thread creation. */
+#define CHUNK 1000
+
 typedef struct submitter {
     pthread_t thread;
     void (*submit)(void *pool, long i);
     void *pool;
-    long first, n;      /* its submissions: i in [first, first + n) */
+    long n;
 } submitter;
+
+static atomic_long next_chunk;  /* first submission not yet taken */
 
 /* The gate: the submitters wait for it to open by polling (and yielding),
  * not asleep, so that waking them up is not part of the measurement. */
@@ -240,8 +249,15 @@ submitter_main(void *arg)
     sem_post(&ready);
     while (!atomic_load_explicit(&gate_open, memory_order_acquire))
         sched_yield();
-    for (long i = s->first; i < s->first + s->n; i++)
-        s->submit(s->pool, i);
+    for (;;) {
+        long first = atomic_fetch_add(&next_chunk, CHUNK);
+        long end = first + CHUNK < s->n ? first + CHUNK : s->n;
+
+        if (first >= s->n)
+            break;
+        for (long i = first; i < end; i++)
+            s->submit(s->pool, i);
+    }
     return NULL;
 }
 
@@ -254,11 +270,11 @@ submitters_start(submitter *s, unsigned subs, void (*submit)(void *, long),
     if (subs > MAX_SUBMITTERS)
         die("at most %d submitters", MAX_SUBMITTERS);
     atomic_store(&gate_open, 0);
+    atomic_store(&next_chunk, 0);
     for (unsigned k = 0; k < subs; k++) {
         s[k].submit = submit;
         s[k].pool = pool;
-        s[k].first = n * k / subs;
-        s[k].n = n * (k + 1) / subs - s[k].first;
+        s[k].n = n;
         int rc = pthread_create(&s[k].thread, NULL, submitter_main, &s[k]);
         if (rc != 0)
             die("pthread_create: %s", strerror(rc));
