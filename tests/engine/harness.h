@@ -42,6 +42,7 @@
     X(shutdown_finish)              \
     X(shutdown_soon)                \
     X(shutdown_drop)                \
+    X(shutdown_from_stream)         \
     X(restart_after_shutdown)       \
     X(join_timeout)                 \
     X(wait_idle_timeout)            \
@@ -66,7 +67,12 @@
     X(node_reuse)                   \
     X(stream)                       \
     X(cancel_behind_worker)         \
-    X(cancel_in_deep_queue)
+    X(cancel_in_deep_queue)         \
+    X(submitters_exactly_once)      \
+    X(submitters_fifo)              \
+    X(wakeup_handshake)             \
+    X(cancel_while_submitting)      \
+    X(timers_among_submitters)
 
 #define FTPOOL_DECLARE_TEST(name) void test_##name(void);
 FTPOOL_TESTS(FTPOOL_DECLARE_TEST)

@@ -542,3 +542,75 @@ test_join_with_timer(void)
     CHECK_EQ(ftpool_timer_cancel(pool, id), FTPOOL_OK);
     CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
 }
+
+/* A worker going through a queue of plain jobs takes each next one without
+ * pool->lock; a shutdown must still stop it at once.  One job of the
+ * stream shuts the pool down (SOON, then DROP): on one worker, not a
+ * single job after it starts. */
+typedef struct stopper {
+    ftpool_t *pool;
+    unsigned how;
+    int at;                 /* the job that shuts down */
+    atomic_int ran;
+    atomic_int dropped;
+} stopper;
+
+static void
+stopper_job(void *arg)
+{
+    stopper *s = arg;
+
+    if (atomic_fetch_add(&s->ran, 1) + 1 == s->at) {
+        ftpool_shutdown(s->pool, s->how);
+    }
+}
+
+static void
+stopper_drop(void *arg)
+{
+    atomic_fetch_add(&((stopper *)arg)->dropped, 1);
+}
+
+void
+test_shutdown_from_stream(void)
+{
+    enum { N = 3000, AT = 1000 };
+    static const unsigned modes[] = {FTPOOL_SHUTDOWN_SOON,
+                                     FTPOOL_SHUTDOWN_DROP};
+    unsigned m;
+
+    for (m = 0; m < 2; m++) {
+        ftpool_t *pool = make_pool(1);
+        stopper s;
+        gate g;
+        int i;
+
+        REQUIRE(pool != NULL);
+        s.pool = pool;
+        s.how = modes[m];
+        s.at = AT;
+        atomic_init(&s.ran, 0);
+        atomic_init(&s.dropped, 0);
+        gate_init(&g);
+        CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+        CHECK(wait_busy(pool, 1));
+        for (i = 0; i < N; i++) {
+            CHECK_EQ(ftpool_submit_ex(pool, stopper_job, stopper_drop, &s,
+                                      0, NULL), FTPOOL_OK);
+        }
+        gate_open(&g);
+        CHECK_EQ(ftpool_join(pool, -1), FTPOOL_OK);
+        CHECK_EQ(atomic_load(&s.ran), AT);
+        if (modes[m] == FTPOOL_SHUTDOWN_SOON) {
+            CHECK_EQ(ftpool_pending(pool), N - AT);
+            CHECK_EQ(atomic_load(&s.dropped), 0);
+        }
+        else {
+            CHECK_EQ(ftpool_pending(pool), 0);
+            CHECK_EQ(atomic_load(&s.dropped), N - AT);
+        }
+        CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+        CHECK_EQ(atomic_load(&s.ran) + atomic_load(&s.dropped), N);
+        gate_destroy(&g);
+    }
+}
