@@ -257,6 +257,10 @@ struct ftpool {
      * (which are also read without it). */
     ftpool__spinlock head_lock;
     ftpool__job *head;          /* head->next: the next job to run */
+    /* The last of the timer runs queued together at the front, or NULL
+     * when none is queued: a run that falls due later is queued behind
+     * it, so that due runs keep their deadline order. */
+    ftpool__job *timer_front;
     /* Jobs ever unlinked (see above); read without a lock by spinning
      * workers and ftpool_pending(). */
     _Atomic uint64_t nunlinked;

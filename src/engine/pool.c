@@ -409,13 +409,19 @@ ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
 {
     unsigned spawn = 0;
 
+    ftpool__job *after;
+
     ftpool__spin_lock(&pool->head_lock);
     ftpool__spin_lock(&pool->tail_lock);
-    last->next = pool->head->next;
-    pool->head->next = first;
-    if (pool->tail == pool->head) {
+    /* Behind the timer runs still queued at the front (earlier
+     * deadlines), ahead of everything else. */
+    after = pool->timer_front != NULL ? pool->timer_front : pool->head;
+    last->next = after->next;
+    after->next = first;
+    if (pool->tail == after) {
         pool->tail = last;
     }
+    pool->timer_front = last;
     link_locked(pool, n);
     ftpool__spin_unlock(&pool->tail_lock);
     ftpool__spin_unlock(&pool->head_lock);
@@ -497,6 +503,7 @@ clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
     chain = pool->head->next;
     pool->head->next = NULL;
     pool->tail = pool->head;
+    pool->timer_front = NULL;
     /* Exact with both locks: the chain holds every job linked and not
      * unlinked. */
     add_unlinked_head_locked(pool, pending_head_locked(pool));
@@ -703,6 +710,11 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         ftpool__spin_unlock(&pool->head_lock);
         ftpool__mutex_unlock(&pool->lock);
         return FTPOOL_ENOTFOUND;
+    }
+    if (job == pool->timer_front) {
+        /* The runs queued together before it are timer runs too. */
+        pool->timer_front = prev != pool->head && prev->timer != NULL
+                            ? prev : NULL;
     }
     if (job != last) {
         prev->next = job->next;
@@ -914,6 +926,9 @@ pop_head_locked(ftpool_t *pool, ftpool__job *out, used_nodes *u)
             pool->tail = dummy;
         }
         ftpool__spin_unlock(&pool->tail_lock);
+        if (job == pool->timer_front) {
+            pool->timer_front = NULL;   /* the last of them */
+        }
     }
     add_unlinked_head_locked(pool, 1);
 }

@@ -34,6 +34,7 @@
     X(timer_periodic)               \
     X(timer_cancel_before_run)      \
     X(timer_equal_deadlines)        \
+    X(timer_runs_in_deadline_order) \
     X(timer_cancel_between_runs)    \
     X(timer_not_queued_twice)       \
     X(timer_cancel_queued_run)      \
