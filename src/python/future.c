@@ -692,6 +692,11 @@ finish(PyObject *self, PyObject *result, PyObject *exc)
     d->exception = exc;
     ftp_store_int(&d->state, ST_FINISHED);
     take_done_handout(d, &h);
+    if (d->gc_light && (may_hold_cycle(result) || exc != NULL)) {
+        /* Before anyone sees the outcome (future_released comes later,
+         * from the worker). */
+        gc_pin_locked(self, d);
+    }
     ftp_unlock(&d->lock);
     notify_waiters(self, h.waiters,
                    exc != NULL ? "add_exception" : "add_result");
