@@ -86,6 +86,22 @@ typedef struct ftpool__sleeper {
     int woken;              /* set (under the lock) by whoever wakes it */
 } ftpool__sleeper;
 
+/* A worker as the thread-local value of its thread: its pool, and whether
+ * the job it runs announced ftpool_job_returning(). */
+typedef struct ftpool__self {
+    ftpool_t *pool;
+    int returning;
+} ftpool__self;
+
+/* The pool whose worker the calling thread is, or NULL. */
+static inline ftpool_t *
+ftpool__current(void)
+{
+    ftpool__self *self = ftpool__tls_get();
+
+    return self != NULL ? self->pool : NULL;
+}
+
 /* A native worker thread, kept after it exits until someone joins it. */
 typedef struct ftpool__native {
     ftpool__thread thread;
@@ -219,10 +235,14 @@ struct ftpool {
      * taken off the sleeper stack, not yet looking at the queue.  spinning:
      * found the queue empty and is polling the counters for a moment
      * before it parks (it looks at the queue again before parking).  A
-     * job is covered when pending <= starting + waking + spinning; a
-     * worker is woken or started only for an uncovered job. */
+     * job is covered when pending <= starting + waking + spinning +
+     * returning; a worker is woken or started only for an uncovered job. */
     ftpool__sleeper *sleepers;
     unsigned nstarting, nwaking, nspinning;
+    /* Busy workers whose job announced it returns to the queue right
+     * after (ftpool_job_returning): they cover queued jobs too.  Raised
+     * and lowered by the worker itself without the lock. */
+    _Atomic unsigned nreturning;
     unsigned nrequests;         /* spawn-hook requests not yet claimed */
     int destroying;
     ftpool__native *zombies;    /* exited native threads to join */

@@ -138,7 +138,8 @@ static int
 uncovered_locked(ftpool_t *pool)
 {
     return pending_now(pool)
-           > (size_t)pool->nstarting + pool->nwaking + pool->nspinning;
+           > (size_t)pool->nstarting + pool->nwaking + pool->nspinning
+             + atomic_load_explicit(&pool->nreturning, memory_order_relaxed);
 }
 
 /* Reserves a worker slot if a queued job is uncovered and the maximum allows
@@ -953,15 +954,29 @@ may_go_on_head_locked(ftpool_t *pool)
            && pool->head->next->timer == NULL;
 }
 
+/* A job has returned: it no longer covers a queued job on its own
+ * account (ftpool_job_returning), as the worker is about to look at the
+ * queue. */
+static inline void
+job_returned(ftpool_t *pool, ftpool__self *self)
+{
+    if (self->returning) {
+        self->returning = 0;
+        atomic_fetch_sub(&pool->nreturning, 1);
+    }
+}
+
 /* Runs a plain job the worker took, then, as long as it may go on, the
  * plain jobs after it, each taken and accounted for holding head_lock only.
  * Called and returns without a lock; the last job is accounted for. */
 static void
-run_plain_jobs(ftpool_t *pool, ftpool__job *job, used_nodes *used)
+run_plain_jobs(ftpool_t *pool, ftpool__self *self, ftpool__job *job,
+               used_nodes *used)
 {
     for (;;) {
         job->fn(job->arg);
 
+        job_returned(pool, self);
         ftpool__spin_lock(&pool->head_lock);
         ftpool__add_u(&pool->nbusy, -1);
         pool->completed++;
@@ -979,12 +994,13 @@ static void
 worker_loop(ftpool_t *pool, ftpool__native *native)
 {
     void *outer = ftpool__tls_get();
+    ftpool__self me = {pool, 0};
     ftpool__sleeper self;
     int can_sleep = ftpool__cond_init(&self.cond) == 0;
     int spun = 0;   /* has spun since it last found a job or was woken */
     used_nodes used = {NULL, NULL, 0};
 
-    ftpool__tls_set(pool);
+    ftpool__tls_set(&me);
     if (pool->worker_start != NULL) {
         pool->worker_start(pool->hook_arg);
     }
@@ -1011,7 +1027,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
             spun = 0;
             if (t == NULL) {
                 ftpool__mutex_unlock(&pool->lock);
-                run_plain_jobs(pool, &job, &used);
+                run_plain_jobs(pool, &me, &job, &used);
                 ftpool__mutex_lock(&pool->lock);
             }
             else {
@@ -1020,6 +1036,7 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
 
                 job.fn(job.arg);
 
+                job_returned(pool, &me);
                 ftpool__mutex_lock(&pool->lock);
                 ftpool__spin_lock(&pool->head_lock);
                 ftpool__add_u(&pool->nbusy, -1);
@@ -1142,7 +1159,20 @@ ftpool_worker_run(ftpool_t *pool)
 ftpool_t *
 ftpool_current_pool(void)
 {
-    return ftpool__tls_get();
+    return ftpool__current();
+}
+
+void
+ftpool_job_returning(void)
+{
+    ftpool__self *self = ftpool__tls_get();
+
+    if (self != NULL && !self->returning) {
+        self->returning = 1;
+        /* Before whatever the job does next (waking the thread that will
+         * submit): a submitter that sees the job's effect sees this. */
+        atomic_fetch_add(&self->pool->nreturning, 1);
+    }
 }
 
 int
@@ -1228,6 +1258,27 @@ ftpool_shutdown(ftpool_t *pool, unsigned how)
 
     drop_jobs(pool, plain);
     ftpool__timer_finish(pool, done);
+    return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
+}
+
+int
+ftpool_resume(ftpool_t *pool)
+{
+    unsigned spawn;
+
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    if (pool->stopping != FTPOOL__RUNNING) {
+        ftpool__spin_lock(&pool->head_lock);
+        pool->stopping = FTPOOL__RUNNING;
+        ftpool__spin_unlock(&pool->head_lock);
+    }
+    /* Workers that already decided to leave no longer count as active:
+     * the queued jobs they leave behind get workers of their own. */
+    spawn = ftpool__cover_locked(pool, 0);
+    ftpool__mutex_unlock(&pool->lock);
     return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
 }
 
@@ -1331,7 +1382,7 @@ ftpool_join(ftpool_t *pool, int64_t timeout_ns)
     if (pool == NULL) {
         return FTPOOL_EINVAL;
     }
-    if (ftpool__tls_get() == pool) {
+    if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
     rc = wait_state(pool, WAIT_NO_WORKERS, timeout_ns);
@@ -1347,7 +1398,7 @@ ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
     if (pool == NULL) {
         return FTPOOL_EINVAL;
     }
-    if (ftpool__tls_get() == pool) {
+    if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
     return wait_state(pool, WAIT_IDLE, timeout_ns);
@@ -1449,6 +1500,7 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     pool->tail = &pool->stub;
     atomic_init(&pool->stopping, FTPOOL__RUNNING);
     atomic_init(&pool->nactive, 0);
+    atomic_init(&pool->nreturning, 0);
     atomic_init(&pool->nsleepers, 0);
     atomic_init(&pool->max_workers, opts->max_workers);
     atomic_init(&pool->nworkers, 0);
@@ -1495,7 +1547,7 @@ ftpool_destroy(ftpool_t *pool)
     if (pool == NULL) {
         return FTPOOL_EINVAL;
     }
-    if (ftpool__tls_get() == pool) {
+    if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
     ftpool__mutex_lock(&pool->lock);

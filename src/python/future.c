@@ -698,6 +698,12 @@ finish(PyObject *self, PyObject *result, PyObject *exc)
         gc_pin_locked(self, d);
     }
     ftp_unlock(&d->lock);
+    /* Whoever sees this outcome - a thread woken below, or one that looks
+     * right after - may submit its next call at once: from a worker, that
+     * call is this worker's next job, not a reason to start another
+     * worker (a caller alternating submit() and result() keeps one
+     * thread, as with the standard executor). */
+    ftpool_job_returning();
     notify_waiters(self, h.waiters,
                    exc != NULL ? "add_exception" : "add_result");
     wake_all(h.cwaiters, cond);

@@ -714,10 +714,9 @@ pool_clear_meth(ftp_poolobject *self, PyObject *unused)
     ftpool_open(core->pool);
     ftp_rq_unthrottle(core->done, 0);
     ftpool_cancel_all(core->pool);
-    if (atomic_exchange(&core->children_stopped, 0)) {
-        if (ftp_core_kick(core) < 0) {
-            return NULL;
-        }
+    if (atomic_exchange(&core->children_stopped, 0)
+            && ftp_core_resume(core) < 0) {
+        return NULL;
     }
     /* Entries on their way to a pool-level callback are not taken away
      * from it (every result reaches its callback): only a queue nobody
@@ -927,7 +926,7 @@ copy_queued(void *arg, uint64_t id, void *ctx_)
     int kind = *(int *)arg;
     queued_job *q;
 
-    if (kind == FTP_KIND_NOP || ctx->oom) {
+    if (ctx->oom) {
         return;
     }
     if (ctx->n == ctx->cap) {

@@ -45,6 +45,9 @@
     X(shutdown_drop)                \
     X(shutdown_from_stream)         \
     X(restart_after_shutdown)       \
+    X(resume_after_soon)            \
+    X(resume_while_workers_leave)   \
+    X(job_returning)                \
     X(join_timeout)                 \
     X(wait_idle_timeout)            \
     X(join_with_timer)              \

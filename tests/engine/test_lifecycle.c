@@ -614,3 +614,134 @@ test_shutdown_from_stream(void)
         gate_destroy(&g);
     }
 }
+
+/* After a SOON shutdown the queued jobs stay queued with no worker; resume
+ * starts workers for them. */
+void
+test_resume_after_soon(void)
+{
+    ftpool_t *pool = make_pool(2);
+    counts c = {0};
+    gate g;
+    int i;
+
+    REQUIRE(pool != NULL);
+    gate_init(&g);
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    REQUIRE(wait_busy(pool, 2));
+    for (i = 0; i < 6; i++) {
+        CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL),
+                 FTPOOL_OK);
+    }
+    CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_SOON), FTPOOL_OK);
+    gate_open(&g);
+    CHECK_EQ(ftpool_join(pool, -1), FTPOOL_OK);
+    CHECK_EQ(ftpool_pending(pool), 6);
+    CHECK_EQ(atomic_load(&c.ran), 0);
+    CHECK_EQ(ftpool_resume(pool), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.ran), 6);
+    /* On a running pool it changes nothing. */
+    CHECK_EQ(ftpool_resume(pool), FTPOOL_OK);
+    CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.ran), 7);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.dropped), 0);
+    gate_destroy(&g);
+}
+
+/* A job queued while the last worker leaves after a SOON shutdown finds a
+ * worker alive, so it does not restart the pool by itself; resume does,
+ * whatever the timing. */
+void
+test_resume_while_workers_leave(void)
+{
+    ftpool_t *pool = make_pool(1);
+    counts c = {0};
+    int round;
+
+    REQUIRE(pool != NULL);
+    for (round = 0; round < 200; round++) {
+        CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL),
+                 FTPOOL_OK);
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+        CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_SOON), FTPOOL_OK);
+        CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL),
+                 FTPOOL_OK);
+        CHECK_EQ(ftpool_resume(pool), FTPOOL_OK);
+        if (ftpool_wait_idle(pool, 5 * 1000000000LL) != FTPOOL_OK) {
+            CHECK(!"a job stayed queued after resume");
+            break;
+        }
+    }
+    CHECK_EQ(atomic_load(&c.ran), 2 * round);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+}
+
+/* A job that will return to the queue (ftpool_job_returning) covers one
+ * job queued meanwhile: no second worker starts for it. */
+typedef struct returner {
+    int announce;
+    ftpool_sem_t *inside, *go_on;
+} returner;
+
+static void
+returner_job(void *arg)
+{
+    returner *r = arg;
+
+    if (r->announce) {
+        ftpool_job_returning();
+        ftpool_job_returning();     /* counted once per job */
+    }
+    ftpool_sem_release(r->inside, 1);
+    ftpool_sem_acquire(r->go_on, -1);
+}
+
+static unsigned
+workers_after_submit_during_job(int announce)
+{
+    ftpool_t *pool = make_pool(4);
+    counts c = {0};
+    returner r;
+    unsigned workers;
+
+    if (pool == NULL) {
+        return 0;
+    }
+    r.announce = announce;
+    ftpool_sem_create(0, &r.inside);
+    ftpool_sem_create(0, &r.go_on);
+    CHECK_EQ(ftpool_submit(pool, returner_job, &r, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_sem_acquire(r.inside, -1), FTPOOL_OK);
+    CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL), FTPOOL_OK);
+    workers = ftpool_workers(pool);
+    ftpool_sem_release(r.go_on, 1);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.ran), 1);
+    /* Once the job has returned, a new job during a long one gets its own
+     * worker again. */
+    if (announce) {
+        r.announce = 0;
+        CHECK_EQ(ftpool_submit(pool, returner_job, &r, NULL), FTPOOL_OK);
+        CHECK_EQ(ftpool_sem_acquire(r.inside, -1), FTPOOL_OK);
+        CHECK_EQ(ftpool_submit(pool, returner_job, &r, NULL), FTPOOL_OK);
+        CHECK_EQ(ftpool_sem_acquire(r.inside, -1), FTPOOL_OK);
+        ftpool_sem_release(r.go_on, 2);
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    }
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    ftpool_sem_destroy(r.inside);
+    ftpool_sem_destroy(r.go_on);
+    return workers;
+}
+
+void
+test_job_returning(void)
+{
+    ftpool_job_returning();     /* not in a worker: nothing */
+    CHECK_EQ(workers_after_submit_during_job(1), 1);
+    CHECK_EQ(workers_after_submit_during_job(0), 2);
+}
