@@ -1,4 +1,13 @@
-"""fastthreadpool - a fast thread pool, implemented in C.
+"""A fast thread pool, implemented in C.
+
+Pool runs jobs, calls fn(*args, **kwargs), on worker threads and keeps
+their results in Pool.done and their failures in Pool.failed (both
+ResultQueue objects).  TimerObj is the handle of a delayed or periodic
+job, Semaphore a counting semaphore, and ThreadPoolExecutor a
+concurrent.futures executor on the same engine.  PoolStopped and
+PoolCallback are the exceptions of Pool, and Shutdown() stops every pool.
+Everything may be used from any number of threads, also on free-threaded
+CPython, where importing the module leaves the GIL off.
 
 A drop-in replacement for fastthreadpool 1.7/1.8: the same public names,
 parameters and result shapes, with the defects of the original fixed (see
