@@ -268,6 +268,20 @@ FTPOOL_API int ftpool_join(ftpool_t *pool, int64_t timeout_ns);
  * workers. */
 FTPOOL_API int ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns);
 
+/* A moment of the pool, for waits made of several calls (in slices, to do
+ * something else between them): ftpool_join_since() and
+ * ftpool_wait_idle_since() return as soon as their state has been reached
+ * at some instant after the mark was taken, even between two calls. */
+typedef struct ftpool_mark {
+    uint64_t no_workers, idle;  /* opaque */
+} ftpool_mark;
+FTPOOL_API void ftpool_mark_now(ftpool_t *pool, ftpool_mark *out);
+FTPOOL_API int ftpool_join_since(ftpool_t *pool, const ftpool_mark *since,
+                                 int64_t timeout_ns);
+FTPOOL_API int ftpool_wait_idle_since(ftpool_t *pool,
+                                      const ftpool_mark *since,
+                                      int64_t timeout_ns);
+
 /* Counters, each read without locking (a single value is exact at some
  * instant; use ftpool_stats for a consistent set). */
 FTPOOL_API unsigned ftpool_workers(const ftpool_t *pool);

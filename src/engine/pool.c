@@ -1318,9 +1318,11 @@ reached_locked(ftpool_t *pool, int what, uint64_t gen0)
     }
 }
 
-/* Waits on state_cond until `what` is reached or timeout_ns has passed. */
+/* Waits on state_cond until `what` is reached (since the generation
+ * `since` of it, or since now if NULL) or timeout_ns has passed. */
 static int
-wait_state(ftpool_t *pool, int what, int64_t timeout_ns)
+wait_state(ftpool_t *pool, int what, int64_t timeout_ns,
+           const uint64_t *since)
 {
     int64_t deadline = 0;
     uint64_t gen0;
@@ -1333,7 +1335,8 @@ wait_state(ftpool_t *pool, int what, int64_t timeout_ns)
                                                 : now + timeout_ns;
     }
     ftpool__mutex_lock(&pool->lock);
-    gen0 = what == WAIT_IDLE ? pool->idle_gen : pool->no_workers_gen;
+    gen0 = since != NULL ? *since
+           : what == WAIT_IDLE ? pool->idle_gen : pool->no_workers_gen;
     while (!reached_locked(pool, what, gen0)) {
         int timed_out = 0;
 
@@ -1374,8 +1377,22 @@ reap_now(ftpool_t *pool)
     reap_zombies(pool, zombies, 0);
 }
 
-int
-ftpool_join(ftpool_t *pool, int64_t timeout_ns)
+void
+ftpool_mark_now(ftpool_t *pool, ftpool_mark *out)
+{
+    ftpool__mutex_lock(&pool->lock);
+    /* A state that holds now has been reached "at or after" the mark: the
+     * mark is then one generation behind, which the waits take as
+     * reached. */
+    out->no_workers = pool->no_workers_gen
+                      - (reached_locked(pool, WAIT_NO_WORKERS_NOW, 0) != 0);
+    out->idle = pool->idle_gen
+                - (reached_locked(pool, WAIT_IDLE, pool->idle_gen) != 0);
+    ftpool__mutex_unlock(&pool->lock);
+}
+
+static int
+join_since(ftpool_t *pool, const uint64_t *since, int64_t timeout_ns)
 {
     int rc;
 
@@ -1385,15 +1402,15 @@ ftpool_join(ftpool_t *pool, int64_t timeout_ns)
     if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
-    rc = wait_state(pool, WAIT_NO_WORKERS, timeout_ns);
+    rc = wait_state(pool, WAIT_NO_WORKERS, timeout_ns, since);
     if (rc == FTPOOL_OK) {
         reap_now(pool);
     }
     return rc;
 }
 
-int
-ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
+static int
+wait_idle_since(ftpool_t *pool, const uint64_t *since, int64_t timeout_ns)
 {
     if (pool == NULL) {
         return FTPOOL_EINVAL;
@@ -1401,7 +1418,33 @@ ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
     if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
-    return wait_state(pool, WAIT_IDLE, timeout_ns);
+    return wait_state(pool, WAIT_IDLE, timeout_ns, since);
+}
+
+int
+ftpool_join(ftpool_t *pool, int64_t timeout_ns)
+{
+    return join_since(pool, NULL, timeout_ns);
+}
+
+int
+ftpool_join_since(ftpool_t *pool, const ftpool_mark *since,
+                  int64_t timeout_ns)
+{
+    return join_since(pool, since ? &since->no_workers : NULL, timeout_ns);
+}
+
+int
+ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
+{
+    return wait_idle_since(pool, NULL, timeout_ns);
+}
+
+int
+ftpool_wait_idle_since(ftpool_t *pool, const ftpool_mark *since,
+                       int64_t timeout_ns)
+{
+    return wait_idle_since(pool, since ? &since->idle : NULL, timeout_ns);
 }
 
 unsigned
@@ -1573,7 +1616,7 @@ ftpool_destroy(ftpool_t *pool)
 
     /* Running jobs finish (and release their timers); then every worker
      * leaves. */
-    wait_state(pool, WAIT_NO_WORKERS_NOW, -1);
+    wait_state(pool, WAIT_NO_WORKERS_NOW, -1, NULL);
     reap_now(pool);
 
     a = pool->alloc;

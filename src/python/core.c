@@ -135,12 +135,9 @@ ftp_core_check_spawn(ftp_core *core)
 }
 
 int
-ftp_core_wait(ftp_core *core, int join, int64_t deadline)
+ftp_core_wait_idle(ftp_core *core, int64_t deadline)
 {
-    ftp_workers *w = &core->workers->w;
-
-    return join ? ftp_workers_join(w, deadline)
-                : ftp_workers_wait_idle(w, deadline);
+    return ftp_workers_wait_idle(&core->workers->w, deadline);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -165,6 +162,7 @@ ftp_core_resume(ftp_core *core)
 int
 ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
 {
+    ftpool_mark mark;
     int rc;
 
     ftp_store_int(&core->is_shutdown, 1);
@@ -176,14 +174,15 @@ ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
         if (ftp_core_resume(core) < 0) {
             return -1;
         }
-        rc = ftp_core_wait(core, 0, deadline);
+        rc = ftp_core_wait_idle(core, deadline);
         if (rc == -1) {
             return -1;
         }
     }
+    ftpool_mark_now(core->pool, &mark);
     ftpool_shutdown(core->pool,
                     soon ? FTPOOL_SHUTDOWN_SOON : FTPOOL_SHUTDOWN_FINISH);
-    rc = ftp_core_wait(core, 1, deadline);
+    rc = ftp_workers_join(&core->workers->w, &mark, deadline);
     if (rc == -2) {
         return 0;       /* from one of our own workers: cannot wait */
     }
@@ -192,7 +191,7 @@ ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
     }
     /* The engine is done with the threads; wait for them to end too, so
      * that finish_callback has run and `children` is up to date. */
-    rc = ftp_workers_join_threads(&core->workers->w, deadline);
+    rc = ftp_workers_join_ended(&core->workers->w, deadline);
     if (rc <= 0) {
         return rc;
     }

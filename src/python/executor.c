@@ -490,6 +490,7 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
     int wait = 1, cancel_futures = 0;
     exec_data *d = ED(self);
     exec_workers *ew = workers_of(self);
+    ftpool_mark mark;
     ftpool_t *pool;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p$p:shutdown", kwlist,
@@ -501,17 +502,22 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
     }
     pool = ew->w.pool;
     atomic_store(&d->shutdown, 1);
+    /* Closed: a submit() that checked `shutdown` just before is refused by
+     * the engine rather than run by a worker started after the others
+     * left (without the GIL the two race). */
+    ftpool_close(pool);
     if (cancel_futures) {
         ftpool_cancel_all(pool);
     }
+    ftpool_mark_now(pool, &mark);
     ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH);
     if (!wait || ftpool_current_pool() == pool) {
         Py_RETURN_NONE;
     }
     /* The group lives while `self` does: the caller holds it.  The
      * workers leave the engine, then their threads end. */
-    if (ftp_workers_join(&ew->w, -1) < 0
-            || ftp_workers_join_threads(&ew->w, -1) < 0) {
+    if (ftp_workers_join(&ew->w, &mark, -1) < 0
+            || ftp_workers_join_ended(&ew->w, -1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

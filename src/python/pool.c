@@ -810,7 +810,7 @@ pool_wait_idle(ftp_poolobject *self, PyObject *args, PyObject *kwds)
     if (ftp_parse_deadline(timeout, &deadline) < 0) {
         return NULL;
     }
-    rc = ftp_core_wait(core, 0, deadline);
+    rc = ftp_core_wait_idle(core, deadline);
     if (rc == -2) {
         PyErr_SetString(PyExc_RuntimeError,
                         "wait_idle() from a job of the same pool would "

@@ -212,10 +212,9 @@ int ftp_core_raise(ftp_core *core, int rc);
 /* After FTPOOL_ESPAWN: raises what stopped the worker from starting and
  * returns -1, or returns 0 if nothing did (the job runs anyway). */
 int ftp_core_check_spawn(ftp_core *core);
-/* Waits until the engine pool is idle (!join) or has no worker (join),
- * detached, in slices.  1: done, 0: timed out, -1: exception, -2: called
- * from one of its workers. */
-int ftp_core_wait(ftp_core *core, int join, int64_t deadline);
+/* Waits until the engine pool is idle, detached, in slices.  1: done, 0:
+ * timed out, -1: exception, -2: called from one of its workers. */
+int ftp_core_wait_idle(ftp_core *core, int64_t deadline);
 /* Ends a shutdown: workers start again for what is queued and for the
  * timers' runs.  0, or -1 with the exception that kept a worker from
  * starting (init_callback). */

@@ -48,6 +48,7 @@
     X(resume_after_soon)            \
     X(resume_while_workers_leave)   \
     X(job_returning)                \
+    X(wait_since_mark)              \
     X(join_timeout)                 \
     X(wait_idle_timeout)            \
     X(join_with_timer)              \

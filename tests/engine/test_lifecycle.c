@@ -745,3 +745,40 @@ test_job_returning(void)
     CHECK_EQ(workers_after_submit_during_job(1), 1);
     CHECK_EQ(workers_after_submit_during_job(0), 2);
 }
+
+/* A wait made of several calls (as the Python binding waits, in slices)
+ * does not miss a state that lasted only between two of them. */
+void
+test_wait_since_mark(void)
+{
+    ftpool_t *pool = make_pool(1);
+    counts c = {0};
+    ftpool_mark mark;
+    gate g;
+
+    REQUIRE(pool != NULL);
+    gate_init(&g);
+    CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    ftpool_mark_now(pool, &mark);
+    /* The worker leaves, then a submission starts the pool again and the
+     * new worker is busy: no worker alive only for an instant, idle only
+     * for an instant, both after the mark. */
+    CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH), FTPOOL_OK);
+    while (ftpool_workers(pool) != 0) {
+        harness_sleep_ns(MS);
+    }
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    REQUIRE(wait_busy(pool, 1));
+    CHECK_EQ(ftpool_join(pool, 0), FTPOOL_ETIMEDOUT);
+    CHECK_EQ(ftpool_join_since(pool, &mark, 0), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, 0), FTPOOL_ETIMEDOUT);
+    CHECK_EQ(ftpool_wait_idle_since(pool, &mark, 0), FTPOOL_OK);
+    ftpool_mark_now(pool, &mark);
+    CHECK_EQ(ftpool_join_since(pool, &mark, 0), FTPOOL_ETIMEDOUT);
+    CHECK_EQ(ftpool_wait_idle_since(pool, &mark, 0), FTPOOL_ETIMEDOUT);
+    gate_open(&g);
+    CHECK_EQ(ftpool_wait_idle_since(pool, &mark, -1), FTPOOL_OK);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    gate_destroy(&g);
+}
