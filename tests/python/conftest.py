@@ -90,6 +90,19 @@ def make_pool(ftp):
     pools.clear()
 
 
+def usable_cpus():
+    """The CPUs this process may use, by the rule of the default worker
+    counts: os.process_cpu_count() (3.13+), else the affinity mask, else
+    os.cpu_count(), else 1."""
+    if hasattr(os, "process_cpu_count"):
+        n = os.process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):
+        n = len(os.sched_getaffinity(0))
+    else:
+        n = os.cpu_count()
+    return n or 1
+
+
 def wait_until(predicate, timeout=3.0, interval=0.002):
     """Poll predicate() until it is true; return its last value."""
     end = time.monotonic() + timeout
