@@ -71,7 +71,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/release/libftpool.a
 
 test: test-deps test-c test-py
 
-# pytest and hypothesis, if missing.
+# pytest, hypothesis and mypy (for stubtest), if missing.
 test-deps:
 	sh tools/install-deps.sh
 

@@ -24,3 +24,7 @@ from ._fastthreadpool import (DEFAULT_LOGGING_FORMAT, LOGGER_NAME, Pool,
 __all__ = ['Pool', 'TimerObj', 'Semaphore', 'PoolCallback', 'PoolStopped',
            'Shutdown']
 __status__ = "beta"
+
+# The original's module path: importing the package imported it too, and
+# code reaches it as an attribute (fastthreadpool.fastthreadpool.Pool).
+from . import fastthreadpool  # noqa: E402

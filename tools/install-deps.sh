@@ -48,6 +48,7 @@ py_need() { $PYTHON -c "import $1" 2>/dev/null || py_pkgs="$py_pkgs $2"; }
 py_pkgs=""
 py_need pytest pytest
 py_need hypothesis hypothesis
+py_need mypy mypy
 py_need setuptools setuptools
 if [ $want_bench = 1 ]; then
     py_need uvloop uvloop
