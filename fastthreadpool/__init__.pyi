@@ -12,6 +12,7 @@ from . import fastthreadpool as fastthreadpool
 __all__ = ['Pool', 'TimerObj', 'Semaphore', 'PoolCallback', 'PoolStopped',
            'Shutdown']
 __status__: str
+__version__: str
 
 LOGGER_NAME: str
 DEFAULT_LOGGING_FORMAT: str
