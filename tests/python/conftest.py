@@ -24,6 +24,22 @@ if not sys.path or sys.path[0] != ROOT:
 
 import pytest  # noqa: E402
 
+
+def _source_tree():
+    path = ROOT
+    while not os.path.exists(os.path.join(path, "setup.py")):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return ROOT
+        path = parent
+    return path
+
+
+# The repository (setup.py, pyproject.toml, tests/stdlib): ROOT, or above
+# it when the package and these tests were mirrored next to an
+# instrumented build (make asan-py).
+SOURCE = _source_tree()
+
 DEFAULT_DEADLINE = float(os.environ.get("FTPOOL_TEST_DEADLINE", "10"))
 STRESS = os.environ.get("FTPOOL_STRESS") == "1"
 

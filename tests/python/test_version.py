@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SOURCE
 
 PRINT_VERSION = ("import fastthreadpool, importlib.metadata as m;"
                  "print(fastthreadpool.__version__);"
@@ -19,20 +19,9 @@ PRINT_VERSION = ("import fastthreadpool, importlib.metadata as m;"
                  "print(fastthreadpool.__file__)")
 
 
-def source_tree():
-    """The repository: ROOT, or above it when the package and the tests
-    were mirrored next to an instrumented build (make asan-py)."""
-    path = ROOT
-    while not os.path.exists(os.path.join(path, "setup.py")):
-        parent = os.path.dirname(path)
-        assert parent != path, "no setup.py above " + ROOT
-        path = parent
-    return path
-
-
 def project_version():
     section = None
-    with open(os.path.join(source_tree(), "pyproject.toml")) as f:
+    with open(os.path.join(SOURCE, "pyproject.toml")) as f:
         for line in f:
             header = re.match(r"\s*\[([^\]]+)\]", line)
             if header:
@@ -84,7 +73,7 @@ def test_an_installed_copy_reports_its_metadata(tmp_path):
     # build files out of the tree); the metadata is then edited so that it
     # differs from the compiled version and shows which one won.
     src, target = tmp_path / "src", tmp_path / "site"
-    tree = source_tree()
+    tree = SOURCE
     src.mkdir()
     for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(os.path.join(tree, name), str(src / name))
@@ -93,11 +82,12 @@ def test_an_installed_copy_reports_its_metadata(tmp_path):
     shutil.copytree(os.path.join(tree, "fastthreadpool"),
                     str(src / "fastthreadpool"),
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    # pip builds it as pyproject.toml says (in an isolated environment
+    # with the setuptools it asks for: an older one may not read it).
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-         "--no-index", "--no-build-isolation", "--target", str(target),
-         str(src)], capture_output=True, text=True, timeout=170,
-        cwd=str(tmp_path))
+         "--target", str(target), str(src)], capture_output=True, text=True,
+        timeout=170, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     info, = target.glob("fastthreadpool-*.dist-info")
     meta = info / "METADATA"
