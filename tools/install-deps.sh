@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs what the tests (default), the full checks (--check: valgrind),
 # the benchmarks (--bench), the Windows build (--win: the MinGW-w64 cross
-# compiler and Wine, for make test-win) or the documentation (--docs: Sphinx
-# and MyST-Parser, for make docs) need on a fresh Debian machine.  Safe to run
+# compiler and Wine, for make test-win), the documentation (--docs: Sphinx
+# and MyST-Parser, for make docs) or make test-stdlib (--stdlib: the test
+# package of Debian's python3) need on a fresh Debian machine.  Safe to run
 # again: it only installs what is missing.
 set -e
 PYTHON=${PYTHON:-python3}
@@ -10,10 +11,12 @@ want_bench=0
 want_check=0
 want_win=0
 want_docs=0
+want_stdlib=0
 [ "${1:-}" = "--bench" ] && want_bench=1
 [ "${1:-}" = "--check" ] && want_check=1
 [ "${1:-}" = "--win" ] && want_win=1
 [ "${1:-}" = "--docs" ] && want_docs=1
+[ "${1:-}" = "--stdlib" ] && want_stdlib=1
 # Sphinx gets a virtual environment of its own: it needs a newer docutils
 # than other tools installed beside the interpreter may accept.
 DOCS_VENV=${DOCS_VENV:-build/docs-venv}
@@ -31,6 +34,12 @@ if command -v dpkg >/dev/null 2>&1; then
     fi
     if [ $want_docs = 1 ] && ! $PYTHON -c "import ensurepip" 2>/dev/null; then
         need_pkg python3-venv
+    fi
+    if [ $want_stdlib = 1 ] && [ -x /usr/bin/python3 ]; then
+        # Debian ships CPython's own tests apart from the interpreter.
+        v=$(/usr/bin/python3 -c \
+            'import sys; print("%d.%d" % sys.version_info[:2])')
+        need_pkg libpython$v-testsuite
     fi
     if [ $want_bench = 1 ]; then
         need_pkg libglib2.0-dev
