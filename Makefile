@@ -75,7 +75,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/release/libftpool.a
 
 test: test-deps test-c test-py
 
-# pytest, hypothesis and mypy (for stubtest), if missing.
+# pytest, hypothesis, mypy (for stubtest) and distributed (Dask), if missing.
 test-deps:
 	sh tools/install-deps.sh
 

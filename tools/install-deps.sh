@@ -54,11 +54,20 @@ if command -v dpkg >/dev/null 2>&1; then
 fi
 
 py_need() { $PYTHON -c "import $1" 2>/dev/null || py_pkgs="$py_pkgs $2"; }
+# mypy 2 depends on ast-serialize, which has no wheel for the free-threaded
+# build (3.13t) and whose sources need Rust crates from the network; pip's
+# --prefer-binary does not help with a dependency.  mypy 1 is pure Python.
+mypy_req=mypy
+if $PYTHON -c 'import sys, sysconfig
+sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)'; then
+    mypy_req="mypy<2"
+fi
 py_pkgs=""
 py_need pytest pytest
 py_need hypothesis hypothesis
-py_need mypy mypy
+py_need mypy "$mypy_req"
 py_need setuptools setuptools
+py_need distributed distributed     # tests/python/test_dask.py, bench/dask
 if [ $want_bench = 1 ]; then
     py_need uvloop uvloop
     py_need matplotlib matplotlib
