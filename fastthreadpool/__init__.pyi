@@ -7,9 +7,12 @@ from typing import (Any, Callable, Generic, Iterable, Iterator, List,
 
 from typing_extensions import disjoint_base
 
+from . import fastthreadpool as fastthreadpool
+
 __all__ = ['Pool', 'TimerObj', 'Semaphore', 'PoolCallback', 'PoolStopped',
            'Shutdown']
 __status__: str
+__version__: str
 
 LOGGER_NAME: str
 DEFAULT_LOGGING_FORMAT: str

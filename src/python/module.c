@@ -8,6 +8,11 @@
  */
 #include "pool.h"
 
+/* The project's version, from pyproject.toml (setup.py defines it). */
+#ifndef FTP_VERSION
+#  error "FTP_VERSION is not defined: build with setup.py"
+#endif
+
 PyDoc_STRVAR(shutdown_doc,
 "Shutdown(now=True)\n"
 "--\n"
@@ -102,8 +107,9 @@ module_exec(PyObject *module)
                              &st->PoolCallback) < 0) {
         return -1;
     }
-    if (PyModule_AddStringConstant(module, "LOGGER_NAME",
-                                   FTP_LOGGER_NAME) < 0
+    if (PyModule_AddStringConstant(module, "_version", FTP_VERSION) < 0
+            || PyModule_AddStringConstant(module, "LOGGER_NAME",
+                                          FTP_LOGGER_NAME) < 0
             || PyModule_AddStringConstant(module, "DEFAULT_LOGGING_FORMAT",
                                           FTP_DEFAULT_LOGGING_FORMAT) < 0) {
         return -1;
