@@ -8,6 +8,7 @@ same tests run on GIL builds, where they check the same guarantees.
 """
 import collections
 import concurrent.futures as cf
+import os
 import random
 import subprocess
 import sys
@@ -54,7 +55,8 @@ def test_gil_stays_as_the_build_has_it():
         "e = f.ThreadPoolExecutor(2); e.submit(abs, -2).result()\n"
         "e.shutdown()\n"
         "print(getattr(sys, '_is_gil_enabled', lambda: True)())\n")
-    env = {"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin"}
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("PYTHON_GIL", None)
     out = subprocess.run([sys.executable, "-W", "error", "-c", code],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
