@@ -7,6 +7,8 @@
 #   make asan tsan valgrind   the engine tests under sanitizers / memcheck
 #   make asan-py valgrind-py  the Python tests on an ASan+UBSan build of the
 #                   extension / under memcheck (tools/sanitize-python.sh)
+#   make tsan-py    the Python tests on a ThreadSanitizer build of the
+#                   extension, in a free-threaded CPython built with TSan
 #   make check      all of the above plus the long stress runs
 #   make test-win   the engine tests and the example cross-compiled for
 #                   Windows (MinGW-w64) and run under Wine; needs
@@ -26,7 +28,7 @@ ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
 TEST_SRC    := $(wildcard tests/engine/*.c)
 
 .PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
-        ext clean stress deps test-win
+        ext clean stress deps test-win tsan-py
 
 all: lib
 
@@ -149,6 +151,17 @@ VALGRIND_PY_TESTS ?= $(addprefix tests/python/test_,reliability_leaks.py \
 valgrind-py: ext
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \
 	    $(VALGRIND_PY_TESTS)
+
+# ThreadSanitizer needs an instrumented interpreter: TSAN_PYTHON, or a
+# free-threaded CPython 3.13 that tools/build-python-ft.sh builds once into
+# $(BUILD)/python3.13t-tsan.  Everything runs ~10x slower: left out are the
+# memory-growth files, whose cycles take minutes here and which asan-py and
+# valgrind-py cover, and the checks of the type stubs (no threads).
+TSAN_PY_TESTS ?= $(filter-out $(addprefix tests/python/test_,\
+    binding_growth.py binding_queue_growth.py reliability_leaks.py \
+    binding_stubs.py),$(wildcard tests/python/test_*.py))
+tsan-py:
+	BUILD=$(BUILD) sh tools/sanitize-python.sh tsan $(TSAN_PY_TESTS)
 
 check: check-deps test asan tsan valgrind asan-py valgrind-py stress
 
