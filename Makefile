@@ -10,6 +10,8 @@
 #   make test-stdlib  CPython's own ThreadPoolExecutor and asyncio executor
 #                   tests with ours in the standard one's place, on every
 #                   CPython 3.9+ found (tests/stdlib/run.py)
+#   make tsan-py    the Python tests on a ThreadSanitizer build of the
+#                   extension, in a free-threaded CPython built with TSan
 #   make check      all of the above plus the long stress runs
 #   make test-win   the engine tests and the example cross-compiled for
 #                   Windows (MinGW-w64) and run under Wine; needs
@@ -35,7 +37,7 @@ TEST_SRC    := $(wildcard tests/engine/*.c)
 
 .PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
         ext clean stress deps test-win docs docs-deps docs-check test-ft \
-        test-stdlib
+        test-stdlib tsan-py
 
 all: lib
 
@@ -169,6 +171,20 @@ VALGRIND_PY_TESTS ?= $(addprefix tests/python/test_,leaks.py \
 valgrind-py: ext
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \
 	    $(VALGRIND_PY_TESTS)
+
+# ThreadSanitizer needs an instrumented interpreter: TSAN_PYTHON, or a
+# free-threaded CPython 3.13 that tools/build-python-ft.sh builds once into
+# $(BUILD)/python3.13t-tsan.  Everything runs ~10x slower: left out are the
+# memory-growth files, whose cycles take minutes here and which asan-py and
+# valgrind-py cover, and the files without threads of their own: stubs,
+# docstrings, version and module path, the stdlib runner, the README's
+# links, and Dask (whose own C extensions are not instrumented).
+TSAN_PY_TESTS ?= $(filter-out $(addprefix tests/python/test_,\
+    leaks_lookup_names.py result_queue_growth.py leaks.py stubs.py \
+    docstrings.py version.py dask.py stdlib_runner.py docs_links.py \
+    module_path.py),$(wildcard tests/python/test_*.py))
+tsan-py:
+	BUILD=$(BUILD) sh tools/sanitize-python.sh tsan $(TSAN_PY_TESTS)
 
 check: check-deps test asan tsan valgrind asan-py valgrind-py stress test-stdlib
 
