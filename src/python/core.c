@@ -81,20 +81,30 @@ static const ftp_workers_ops pool_workers_ops = {
 /* Counting jobs, waiting                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* The jobs in flight hold one reference to the core between them, taken
+ * by the first and dropped by the last: without the GIL, a reference per
+ * job made the core's reference count a cache line that the submitting
+ * thread and every worker wrote on every job.  (With the GIL the count
+ * changes only with the GIL held, which also orders it with the
+ * notify_waiters handshake of as_completed(); without it, ftp_add_llong
+ * is sequentially consistent.) */
 void
-ftp_core_inflight_add(ftp_core *core, long long n)
+ftp_core_job_submitted(ftp_core *core)
 {
-    /* With the GIL, the GIL orders it with the notify_waiters handshake
-     * of as_completed(); without it, ftp_add_llong is sequentially
-     * consistent. */
-    ftp_add_llong(&core->inflight, n);
+    if (ftp_add_llong(&core->inflight, 1) == 1) {
+        Py_INCREF(core);
+    }
 }
 
 void
 ftp_core_job_finished(ftp_core *core)
 {
-    ftp_core_inflight_add(core, -1);
+    long long left = ftp_add_llong(&core->inflight, -1);
+
     ftp_notify(core->notify, &core->notify_waiters);
+    if (left == 0) {
+        Py_DECREF(core);        /* last: may free the core */
+    }
 }
 
 int

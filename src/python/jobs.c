@@ -81,8 +81,6 @@ job_release(ftp_job *job)
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_DECREF(argv[i]);
     }
-    /* Last: this may free the core (and the free list). */
-    Py_DECREF(core);
 }
 
 void
@@ -176,8 +174,8 @@ job_run(void *arg)
         }
         Py_XDECREF(args);
     }
-    ftp_core_job_finished(core);
-    job_release(job);           /* may free the core */
+    job_release(job);
+    ftp_core_job_finished(core);    /* last: may free the core */
     ftp_workers_job_done();
 }
 
@@ -187,6 +185,7 @@ static void
 job_drop(void *arg)
 {
     ftp_job *job = arg;
+    ftp_core *core = job->core;
     PyGILState_STATE gs;
 
     if (!PyGILState_Check() && ftp_is_finalizing()) {
@@ -194,8 +193,8 @@ job_drop(void *arg)
     }
     gs = PyGILState_Ensure();
     ftp_workers_enter_callback();
-    ftp_core_job_finished(job->core);
     job_release(job);
+    ftp_core_job_finished(core);    /* last: may free the core */
     ftp_workers_leave_callback();
     PyGILState_Release(gs);
 }
@@ -221,7 +220,7 @@ ftp_job_submit(ftp_core *core, PyObject *fn, PyObject *const *argv,
         goto fail;
     }
     job->kind = FTP_KIND_JOB;
-    job->core = (ftp_core *)Py_NewRef((PyObject *)core);
+    job->core = core;
     job->fn = Py_NewRef(fn);
     job->done = done;
     job->kwargs = kwargs;
@@ -247,7 +246,7 @@ ftp_job_submit(ftp_core *core, PyObject *fn, PyObject *const *argv,
     if (core->result_id) {
         atomic_store_explicit(&job->refs, 2, memory_order_relaxed);
     }
-    ftp_core_inflight_add(core, 1);
+    ftp_core_job_submitted(core);
     rc = ftpool_submit_ex(core->pool, job_run, job_drop, job, flags,
                           &job->id);
     if (rc == FTPOOL_OK || rc == FTPOOL_ESPAWN) {
@@ -268,8 +267,8 @@ ftp_job_submit(ftp_core *core, PyObject *fn, PyObject *const *argv,
     }
     /* Never queued: ours is the only reference. */
     atomic_store_explicit(&job->refs, 1, memory_order_relaxed);
-    ftp_core_inflight_add(core, -1);
     job_release(job);
+    ftp_core_job_finished(core);
     ftp_core_raise(core, rc);
     return NULL;
 

@@ -187,7 +187,7 @@ ftp_map_submit(ftp_core *core, PyObject *fn, PyObject *iterable,
     for (unsigned i = 0; i < k; i++) {
         int rc;
         atomic_fetch_add(&m->users, 1);
-        ftp_core_inflight_add(core, 1);
+        ftp_core_job_submitted(core);
         rc = ftpool_submit_ex(core->pool, map_run, map_drop, m, 0, NULL);
         if (rc == FTPOOL_ESPAWN) {
             if (ftp_core_check_spawn(core) < 0) {
@@ -198,7 +198,7 @@ ftp_map_submit(ftp_core *core, PyObject *fn, PyObject *iterable,
         }
         if (rc != FTPOOL_OK) {
             atomic_fetch_sub(&m->users, 1);
-            ftp_core_inflight_add(core, -1);
+            ftp_core_job_finished(core);
             if (i == 0) {
                 map_release(m);
                 ftp_core_raise(core, rc);

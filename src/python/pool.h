@@ -54,7 +54,8 @@ typedef struct ftp_failure_format {
     ftp_rqobject *failed;       /* where failures go */
 } ftp_failure_format;
 
-/* A plain job: fn(*args, **kwargs) with its done mode. */
+/* A plain job: fn(*args, **kwargs) with its done mode.  `core` is kept
+ * alive by the count of jobs in flight (ftp_core_job_submitted). */
 typedef struct ftp_job {
     int kind;
     struct ftp_job *next;       /* free list link */
@@ -200,10 +201,10 @@ typedef struct ftp_core_config {
 /* A new core with its queues, worker group and callback threads. */
 ftp_core *ftp_core_new(ftp_state *st, const ftp_core_config *cfg);
 int ftp_core_init_type(PyObject *module, ftp_state *st);
-/* Counts submitted jobs (n > 0) and finished or dropped ones (n < 0). */
-void ftp_core_inflight_add(ftp_core *core, long long n);
-/* A job of the core has finished or been dropped: counts it and wakes
- * as_completed(). */
+/* Counts a job submitted (before it is queued), and a job finished or
+ * dropped: that wakes as_completed(), and may drop the last reference to
+ * the core (the jobs in flight hold one between them). */
+void ftp_core_job_submitted(ftp_core *core);
 void ftp_core_job_finished(ftp_core *core);
 /* No job queued or running. */
 int ftp_core_idle(ftp_core *core);
