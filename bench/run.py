@@ -701,34 +701,40 @@ FT_SHORT = {
     "submit-1": "ours, 1 submitter", "submit-2": "ours, 2 submitters",
     "submit-4": "ours, 4 submitters",
 }
-FT_PANELS = {"cpu": "CPU-bound jobs of about 1 ms: jobs/s",
-             "tiny": "tiny jobs f(x) -> x: jobs/s",
-             "submitters": "tiny jobs, submitting threads: jobs/s"}
+FT_PANELS = {"cpu": ("CPU-bound jobs of about 1 ms: jobs/s", "linear"),
+             "tiny": ("tiny jobs f(x) -> x: jobs/s (log scale)", "log"),
+             "submitters": ("tiny jobs, submitting threads: jobs/s",
+                            "linear")}
 
 
 def ft_chart(data, path):
     """Bar charts of bench/freethreading/run.py's results: one panel per
     group of cases, both builds."""
     panels = []
-    for group, title in FT_PANELS.items():
+    for group, (title, scale) in FT_PANELS.items():
         bars = [("%s, %s" % (FT_SHORT.get(e["case"], e["case"]), e["build"]),
                  e["median"], e["min"], e["max"])
                 for e in data.get("results", {}).values()
                 if e.get("group") == group and "median" in e]
         if bars:
-            panels.append((title, bars))
+            panels.append((title, bars, scale))
     return common.bar_chart(path, "Free-threaded build and GIL build "
                             "(median, min–max)", panels, "jobs/s")
 
 
 def ft_echo_chart(echo, path):
     panels = []
+    modes = list(FT_MODES)
     for m in sorted({c["message_size"] for c in echo["cases"]}):
+        # Each server on the two builds next to each other.
+        cases = sorted((c for c in echo["cases"] if c["message_size"] == m),
+                       key=lambda c: (modes.index(c["mode"]),
+                                      case_build(c) != "ft"))
         bars = [("%s, %s" % (c["module"].replace(" (fastthreadpool)", ""),
                              BUILDS[case_build(c)]),
                  c["msg_per_s"]["median"], c["msg_per_s"]["min"],
                  c["msg_per_s"]["max"])
-                for c in echo["cases"] if c["message_size"] == m]
+                for c in cases]
         panels.append(("message size %s" % fmt_bytes(m), bars))
     return common.bar_chart(path, "Echo, C load generator: messages/s "
                             "(median, min–max)", panels, "messages/s")

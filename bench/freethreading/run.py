@@ -14,6 +14,9 @@ interleaved and the tables show the median and the min-max over rounds.
                    ThreadPoolExecutor(2) and concurrent.futures'
                    ThreadPoolExecutor(2); every result is checked.  On the
                    free-threaded build Pool(2) should run them in parallel.
+                   Two plain threads running half of the jobs each show
+                   what the machine gives two threads during the run: on a
+                   shared machine, less than two cores.
   tiny jobs        f(x) -> x: the overhead cases of bench/overhead/run.py
                    (the same functions, run here on both builds).
   submitters       tiny jobs submitted to one Pool(2) by 1, 2 or 4 threads,
@@ -207,6 +210,8 @@ GOALS = [
      " ceiling in this run)"),
     ("cpu-pool2@ft", "cpu-pool1@ft", 1.8,
      "free-threaded, 1 ms jobs: Pool(2) / Pool(1)"),
+    ("cpu-pool2@ft", "cpu-threads2@ft", None,
+     "free-threaded, 1 ms jobs: Pool(2) / 2 plain threads"),
     ("cpu-pool2@ft", "cpu-tpe2@ft", 1.0,
      "free-threaded, 1 ms jobs: Pool(2) / TPE(2)"),
     ("cpu-executor2@ft", "cpu-tpe2@ft", None,
