@@ -587,7 +587,9 @@ def run_freethreading(s, report, outdir):
         report["not_built"].append(msg)
         return None
     script = os.path.join(HERE, "freethreading", "run.py")
-    text = run_part("freethreading", [PY, script, "--ft", ft], s, report,
+    # The rounds of the whole run, as for its echo servers below.
+    text = run_part("freethreading", [PY, script, "--ft", ft, "--rounds",
+                                      str(s.rounds)], s, report,
                     outdir) or ""
     part = report["freethreading"]
     pythons = {"ft": ft, "gil": PY}
