@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Free-threaded CPython: the pool on a build without the GIL, against the
+"""The pool on free-threaded CPython and on the GIL build, side by side.
+
+CPU-bound jobs, tiny jobs and several submitting threads, against the
 standard library's executor on the same interpreter and against the GIL
-build, side by side in one run.
+build, in one run.
 
 Every case runs on both builds: the free-threaded one (--ft, the GIL off)
 and the GIL build (--python, default: the interpreter running this
@@ -10,7 +12,7 @@ interleaved and the tables show the median and the min-max over rounds.
 
   CPU-bound jobs   pure-Python arithmetic of about 1 ms each (the loop is
                    calibrated to 1 ms once per interpreter before the
-                   rounds), through Pool(1), Pool(2), our
+                   rounds), through a plain loop, Pool(1), Pool(2), our
                    ThreadPoolExecutor(2) and concurrent.futures'
                    ThreadPoolExecutor(2); every result is checked.  On the
                    free-threaded build Pool(2) should run them in parallel.
@@ -284,8 +286,8 @@ def options(ap):
 
 
 def main(argv=None):
-    ap = subproc.parser(__doc__, CASES, "tiny jobs per case (the CPU-bound"
-                        " cases run %d, --quick %d)"
+    ap = subproc.parser(__doc__, CASES, "tiny jobs per case (CPU-bound"
+                        " cases: %d, --quick %d, at most N)"
                         % (CPU_JOBS_FULL, CPU_JOBS_QUICK),
                         rounds=3, timeout=600, options=options)
     args = ap.parse_args(argv)
