@@ -97,8 +97,10 @@ class Server:
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.errf = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, **cfg["env"]) if cfg.get("env") else None
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                     stderr=self.errf, text=True, cwd=ROOT)
+                                     stderr=self.errf, text=True, cwd=ROOT,
+                                     env=env)
         self.gil = None
         self.port = self._wait_ready(20.0)
         # A configuration may demand the GIL's state (free-threaded
@@ -542,17 +544,27 @@ FT_MODES = ("uvloop-proto", "uvloop-streams", "asyncio-proto",
             "asyncio-streams", "threads")
 FT_SIZES_QUICK = (1000, 65536)
 FT_BUFSIZE = 65536      # the threads servers' buffer
-BUILDS = {"ft": "free-threaded", "gil": "GIL build"}
+BUILDS = {"ft": "free-threaded", "ftgil": "free-threaded, GIL on",
+          "gil": "GIL build"}
+# The free-threaded binary with the GIL turned on: against GIL off, the
+# effect of the GIL alone; against the GIL build, that of the version and of
+# the build (3.13's free-threaded build runs without the specializing
+# interpreter even with the GIL on).  A few servers only.
+GIL_ON = {"PYTHON_GIL": "1"}
+GIL_ON_MODES = ("uvloop-proto", "asyncio-proto", "threads")
 
 
-def interpreter_label(python):
+def interpreter_label(python, env=None):
     """The interpreter as bench/subproc.py names it, once fastthreadpool
     is imported; None if that fails."""
     code = ("import sys; sys.path[:0] = [%r, %r]; import fastthreadpool;"
             "import subproc; print(subproc.interpreter_label())"
             % (ROOT, HERE))
-    p = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    return p.stdout.strip() if p.returncode == 0 else None
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, **env) if env else None)
+    if p.returncode != 0:
+        return None
+    return p.stdout.strip() + (" (PYTHON_GIL=1)" if env == GIL_ON else "")
 
 
 def can_import(python, module):
@@ -565,12 +577,15 @@ def ft_echo_configs(s, pythons):
     out = []
     for b, py in pythons.items():
         for mode in FT_MODES:
+            if b == "ftgil" and mode not in GIL_ON_MODES:
+                continue
             bufsize = (FT_BUFSIZE if mode == "threads"
                        else STREAMS_READ if mode.endswith("streams")
                        else None)
             out.append({"key": "%s:%s" % (b, mode), "mode": mode,
                         "bufsize": bufsize, "module": MODULE_NAMES[mode],
                         "build": BUILDS[b], "python": py,
+                        "env": GIL_ON if b == "ftgil" else None,
                         "gil": "off" if b == "ft" else "on",
                         "cases": [("loadgen", m) for m in sizes]})
     return out
@@ -592,8 +607,9 @@ def run_freethreading(s, report, outdir):
                                       str(s.rounds)], s, report,
                     outdir) or ""
     part = report["freethreading"]
-    pythons = {"ft": ft, "gil": PY}
-    labels = {b: interpreter_label(py) for b, py in pythons.items()}
+    pythons = {"ft": ft, "ftgil": ft, "gil": PY}
+    labels = {b: interpreter_label(py, GIL_ON if b == "ftgil" else None)
+              for b, py in pythons.items()}
     part["echo"] = echo = {
         "connections": CONNS, "pinning": s.pin_note, "client": "loadgen",
         "interpreters": {b: {"python": pythons[b], "interpreter": labels[b]}
@@ -609,11 +625,11 @@ def run_freethreading(s, report, outdir):
             err = check_fastthreadpool(py) or "no interpreter label"
             report["failures"].append("freethreading echo: fastthreadpool "
                                       "not importable by %s: %s" % (py, err))
-            configs = [c for c in configs if c["python"] != py]
+            configs = [c for c in configs if case_build(c) != b]
         elif not can_import(py, "uvloop"):
-            echo["skipped"].append("uvloop servers on the %s: uvloop is not "
+            echo["skipped"].append("uvloop servers, %s: uvloop is not "
                                    "installed for %s" % (BUILDS[b], py))
-            configs = [c for c in configs if c["python"] != py
+            configs = [c for c in configs if case_build(c) != b
                        or not c["mode"].startswith("uvloop")]
     for m in echo["skipped"]:
         progress("freethreading echo: skipped " + m)
@@ -636,23 +652,27 @@ def run_freethreading(s, report, outdir):
 
 
 def case_build(c):
-    """"ft" or "gil": the prefix of the case's configuration key."""
-    return c["server"].split(":", 1)[0]
+    """A key of BUILDS: the prefix of the configuration's key (a case's
+    "server")."""
+    return (c.get("server") or c["key"]).split(":", 1)[0]
 
 
 def ft_echo_ratios(cases):
-    """Each case against uvloop/proto on the GIL build and against the same
-    server on the GIL build, same message size, same run."""
+    """Each case against uvloop/proto on the GIL build; the free-threaded
+    build's against the same server on the GIL build and with the GIL on;
+    same message size, same run."""
     med = {(case_build(c), c["mode"], c["message_size"]):
            c["msg_per_s"]["median"] for c in cases}
+
+    def ratio(c, build, mode):
+        ref = med.get((build, mode, c["message_size"]))
+        return c["msg_per_s"]["median"] / ref if ref else None
+
     for c in cases:
-        m = c["message_size"]
-        ref = med.get(("gil", REFERENCE, m))
-        same = med.get(("gil", c["mode"], m))
-        v = c["msg_per_s"]["median"]
-        c["vs_uvloop_proto_gil"] = v / ref if ref else None
-        c["vs_same_on_gil"] = (v / same if same and case_build(c) == "ft"
-                               else None)
+        ft = case_build(c) == "ft"
+        c["vs_uvloop_proto_gil"] = ratio(c, "gil", REFERENCE)
+        c["vs_same_on_gil"] = ratio(c, "gil", c["mode"]) if ft else None
+        c["vs_same_gil_on"] = ratio(c, "ftgil", c["mode"]) if ft else None
 
 
 def ft_echo_md(echo, labels, s):
@@ -661,9 +681,11 @@ def ft_echo_md(echo, labels, s):
            "threads servers with a %s buffer (`fastthreadpool.Pool(%d)`, one "
            "job per connection), the streams servers reading at most %s per "
            "call. C load generator, %d connections, %s per run, every reply "
-           "verified; %s. Ratios: against uvloop/proto on the GIL build and "
-           "against the same server on the GIL build, same message size, "
-           "same run." % (
+           "verified; %s. Ratios: against uvloop/proto on the GIL build; the "
+           "free-threaded build's against the same server on the GIL build "
+           "and on the free-threaded build with the GIL on (`PYTHON_GIL=1`, "
+           "the same binary: the effect of the GIL alone); same message "
+           "size, same run." % (
                "; ".join("%s = %s" % (BUILDS[b], labels[b] or "?")
                          for b in BUILDS),
                fmt_bytes(FT_BUFSIZE), CONNS + 1, fmt_bytes(STREAMS_READ),
@@ -675,23 +697,31 @@ def ft_echo_md(echo, labels, s):
         out.append("- **FAILED** %s: %s" % (f["server"], f["error"]))
     if echo["skipped"] or echo["failures"]:
         out.append("")
-    modes = list(FT_MODES)
     cases = sorted(echo["cases"], key=lambda c: (
-        c["message_size"], modes.index(c["mode"]), case_build(c) != "ft"))
+        c["message_size"], ft_order(c)))
+
+    def cell(r):
+        return "%.2f×" % r if r else "-"
+
     rows = [[labels[case_build(c)] or BUILDS[case_build(c)], c["module"],
              buffer_cell(c), fmt_bytes(c["message_size"]),
              common.fmt_range(c["msg_per_s"]),
              fmt_num(c["mb_per_s"]["median"], 1),
-             "%.2f×" % c["vs_uvloop_proto_gil"]
-             if c["vs_uvloop_proto_gil"] else "-",
-             "%.2f×" % c["vs_same_on_gil"] if c["vs_same_on_gil"] else "-"]
+             cell(c["vs_uvloop_proto_gil"]), cell(c["vs_same_on_gil"]),
+             cell(c["vs_same_gil_on"])]
             for c in cases]
     if rows:
         out.append(common.md_table(
             ["Interpreter", "Module", "Server buffer size", "Message size",
              "Messages/s", "MB/s", "vs uvloop/proto, GIL build",
-             "free-threaded / GIL build"], rows, "lllrrrrr"))
+             "free-threaded / GIL build", "GIL off / GIL on"], rows,
+            "lllrrrrrr"))
     return "\n".join(out)
+
+
+def ft_order(c):
+    """Each server on every build next to each other."""
+    return FT_MODES.index(c["mode"]), list(BUILDS).index(case_build(c))
 
 
 FT_SHORT = {
@@ -726,14 +756,11 @@ def ft_chart(data, path):
 
 def ft_echo_chart(echo, path):
     panels = []
-    modes = list(FT_MODES)
     for m in sorted({c["message_size"] for c in echo["cases"]}):
-        # Each server on the two builds next to each other.
         cases = sorted((c for c in echo["cases"] if c["message_size"] == m),
-                       key=lambda c: (modes.index(c["mode"]),
-                                      case_build(c) != "ft"))
-        bars = [("%s, %s" % (c["module"].replace(" (fastthreadpool)", ""),
-                             BUILDS[case_build(c)]),
+                       key=ft_order)
+        bars = [("%s (%s)" % (c["module"].replace(" (fastthreadpool)", ""),
+                              BUILDS[case_build(c)]),
                  c["msg_per_s"]["median"], c["msg_per_s"]["min"],
                  c["msg_per_s"]["max"])
                 for c in cases]
