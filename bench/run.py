@@ -914,8 +914,8 @@ def write_report(report, s, outdir, sections):
     md = ["# Benchmark results", "",
           "Produced by `python3 bench/run.py%s`. Every figure is the median "
           "of %d rounds with the min–max range in parentheses; ratios "
-          "compare medians measured in the same run." % (
-              " --quick" if s.quick else "", s.rounds), "",
+          "compare medians measured in the same run." % (s.cmdline,
+                                                         s.rounds), "",
           "## Machine", "", machine_md(report["machine"], s), ""]
     echo = report.get("echo")
     if echo:
@@ -1008,6 +1008,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     s = Settings()
+    # The command line as the report quotes it, paths in the tree relative.
+    s.cmdline = "".join(
+        " " + (os.path.relpath(a, ROOT) if a.startswith(ROOT + os.sep) else a)
+        for a in (sys.argv[1:] if argv is None else argv))
     s.quick = args.quick
     s.rounds = args.rounds or (3 if args.quick else 5)
     s.num = args.num or 0
