@@ -612,7 +612,9 @@ def run_freethreading(s, report, outdir):
               for b, py in pythons.items()}
     part["echo"] = echo = {
         "connections": CONNS, "pinning": s.pin_note, "client": "loadgen",
-        "interpreters": {b: {"python": pythons[b], "interpreter": labels[b]}
+        "interpreters": {b: {"python": os.path.relpath(pythons[b], ROOT)
+                             if pythons[b].startswith(ROOT + os.sep)
+                             else pythons[b], "interpreter": labels[b]}
                          for b in pythons},
         "cases": [], "skipped": [], "failures": []}
     configs = ft_echo_configs(s, pythons)

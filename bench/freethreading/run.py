@@ -344,7 +344,7 @@ def main(argv=None):
     for key, impl, n, py, _ in jobs:
         name, _, b = key.partition("@")
         entry = {"case": name, "group": CASES[name][0], "build": BUILDS[b],
-                 "python": py, "impl": impl,
+                 "python": shown(py), "impl": impl,
                  "description": CASES[name][2], "n": n}
         if CASES[name][0] == "cpu":
             entry["work"] = work_k[b]
@@ -363,12 +363,20 @@ def main(argv=None):
         subproc.write_doc(args.json, {
             "benchmark": "freethreading", "workers": WORKERS,
             "rounds": args.rounds, "quick": args.quick,
-            "builds": {b: {"python": pythons[b], "interpreter": label[b]}
-                       for b in pythons},
+            "builds": {b: {"python": shown(pythons[b]),
+                           "interpreter": label[b]} for b in pythons},
             "work_per_job": work_k, "job_seconds": JOB_SECONDS,
             "sizes": {"cpu": cpu_n, "tiny": tiny_n}},
             results, ratios, errors)
     return 1 if errors else 0
+
+
+def shown(path):
+    """An interpreter's path as the JSON document gives it: relative to the
+    repository when it lies inside."""
+    if path.startswith(subproc.REPO + os.sep):
+        return os.path.relpath(path, subproc.REPO)
+    return path
 
 
 GROUP_TITLES = {
