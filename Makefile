@@ -8,6 +8,9 @@
 #   make asan tsan valgrind   the engine tests under sanitizers / memcheck
 #   make asan-py valgrind-py  the Python tests on an ASan+UBSan build of the
 #                   extension / under memcheck (tools/sanitize-python.sh)
+#   make test-stdlib  CPython's own ThreadPoolExecutor and asyncio executor
+#                   tests with ours in the standard one's place, on every
+#                   CPython 3.9+ found (tests/stdlib/run.py)
 #   make check      all of the above plus the long stress runs
 #   make test-win   the engine tests and the example cross-compiled for
 #                   Windows (MinGW-w64) and run under Wine; needs
@@ -32,7 +35,8 @@ ENGINE_SRC  := $(wildcard src/engine/*.c) src/engine/platform/posix.c
 TEST_SRC    := $(wildcard tests/engine/*.c)
 
 .PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
-        ext clean stress deps test-win docs docs-deps docs-check test-ft bench-ft
+        ext clean stress deps test-win docs docs-deps docs-check test-ft \
+        test-stdlib bench-ft
 
 all: lib
 
@@ -72,7 +76,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/release/libftpool.a
 
 test: test-deps test-c test-py
 
-# pytest and hypothesis, if missing.
+# pytest, hypothesis, mypy (for stubtest) and distributed (Dask), if missing.
 test-deps:
 	sh tools/install-deps.sh
 
@@ -139,6 +143,13 @@ test-ft:
 	sh tools/test-pythons.sh "$$(BUILD=$(BUILD) sh tools/build-python-ft.sh \
 	    | tail -n 1)"
 
+# Each interpreter gets a venv of its own (build/stdlib-venv-*) and the
+# extension built for it; see tests/stdlib/run.py.  STDLIB_PYTHONS: more
+# interpreters to run it on (paths).
+test-stdlib:
+	sh tools/install-deps.sh --stdlib
+	$(PYTHON) tests/stdlib/run.py --all $(STDLIB_PYTHONS)
+
 stress: $(BUILD)/release/engine_tests ext
 	FTPOOL_STRESS=1 $(BUILD)/release/engine_tests
 	FTPOOL_STRESS=1 $(PYTHON) -m pytest -q tests/python
@@ -160,7 +171,7 @@ valgrind-py: ext
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/sanitize-python.sh valgrind \
 	    $(VALGRIND_PY_TESTS)
 
-check: check-deps test asan tsan valgrind asan-py valgrind-py stress
+check: check-deps test asan tsan valgrind asan-py valgrind-py stress test-stdlib
 
 check-deps:
 	sh tools/install-deps.sh --check

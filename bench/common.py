@@ -79,6 +79,7 @@ def machine_info(mode):
             "fastthreadpool": package_version("fastthreadpool"),
             "uvloop": package_version("uvloop"),
             "matplotlib": package_version("matplotlib"),
+            "distributed": package_version("distributed"),
         },
         "gcc": _first_line(["gcc", "--version"]),
         "loadavg_at_start": (list(os.getloadavg())

@@ -2,8 +2,8 @@
 """The benchmark runner: runs every benchmark of the project and assembles
 one report.
 
-    python3 bench/run.py [--quick]
-                         [--only echo,engine,overhead,semaphore,freethreading]
+    python3 bench/run.py [--quick] [--only echo,engine,overhead,semaphore,
+                                           dask,freethreading]
                          [--servers MODE,...] [--rounds N] [--ft PATH]
                          [--duration S | --num N] [--no-pin] [--out DIR]
 
@@ -15,6 +15,7 @@ Parts:
   engine     build/bench/bench_engine (C engine against GLib and libuv)
   overhead   bench/overhead/run.py (pool overhead, tiny jobs)
   semaphore  bench/semaphore/run.py (Semaphore)
+  dask       bench/dask/run.py (a Dask worker on Dask's executor and on ours)
   freethreading  free-threaded CPython (--ft PATH): bench/freethreading/
              run.py (CPU-bound jobs in parallel, overhead, several
              submitting threads) and echo servers run by the free-threaded
@@ -859,7 +860,8 @@ def metric_bars(data):
         if not isinstance(e, dict):
             continue
         if "median" in e and isinstance(e["median"], (int, float)):
-            unit = {"overhead": "jobs/s", "semaphore": "pairs/s"}.get(
+            unit = {"overhead": "jobs/s", "semaphore": "pairs/s",
+                    "dask": "tasks/s"}.get(
                 data.get("benchmark"), "per second")
             metrics.setdefault(unit, []).append(
                 (name, e["median"], e.get("min", e["median"]),
@@ -903,9 +905,10 @@ def machine_md(m, s):
         "- CPU: %s, %s CPUs (usable: %s); %s %s" % (
             m["cpu_model"], m["cpu_count"], m["cpus_usable"], m["kernel"],
             m["machine"]),
-        "- %s; fastthreadpool %s; uvloop %s; matplotlib %s" % (
+        "- %s; fastthreadpool %s; uvloop %s; matplotlib %s; "
+        "distributed %s" % (
             m["python"], pk["fastthreadpool"], pk["uvloop"],
-            pk["matplotlib"]),
+            pk["matplotlib"], pk.get("distributed")),
         "- Compiler: %s" % m["gcc"],
         "- Load average at start: %s" % ", ".join(
             "%.2f" % x for x in m["loadavg_at_start"] or []),
@@ -954,7 +957,7 @@ def write_report(report, s, outdir, sections):
         for f in echo.get("charts", []):
             md += ["![%s](%s)" % (f, f), ""]
     titles = {"engine": "C engine", "overhead": "Pool overhead",
-              "semaphore": "Semaphore",
+              "semaphore": "Semaphore", "dask": "Dask",
               "freethreading": "Free-threaded CPython"}
     for part, text in sections:
         md += ["## %s" % titles[part], ""]
@@ -986,8 +989,8 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="short runs, fewer configurations (a few minutes)")
-    ap.add_argument("--only",
-                    default="echo,engine,overhead,semaphore,freethreading",
+    ap.add_argument("--only", default="echo,engine,overhead,semaphore,dask,"
+                    "freethreading",
                     help="comma-separated parts to run")
     ap.add_argument("--rounds", type=int, help="rounds (default 3 quick, "
                     "5 full)")
@@ -1031,7 +1034,7 @@ def main(argv=None):
     if bad:
         ap.error("unknown server mode(s): " + ", ".join(sorted(bad)))
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    bad = set(parts) - {"echo", "engine", "overhead", "semaphore",
+    bad = set(parts) - {"echo", "engine", "overhead", "semaphore", "dask",
                         "freethreading"}
     if bad:
         ap.error("unknown part(s): " + ", ".join(sorted(bad)))
@@ -1065,7 +1068,7 @@ def main(argv=None):
         run_echo(s, report)
         report["echo"]["charts"] = echo_charts(report["echo"], outdir)
     sections = []
-    for part in ("engine", "overhead", "semaphore"):
+    for part in ("engine", "overhead", "semaphore", "dask"):
         if part not in parts:
             continue
         cmd = find_engine() if part == "engine" else find_script(part)

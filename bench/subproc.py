@@ -101,12 +101,15 @@ def child(impl, ours_from, measure, need=("Pool",)):
 
 # --- parent ----------------------------------------------------------------
 
-def parser(doc, cases, n_help, rounds, timeout, per_n="", options=None):
+def parser(doc, cases, n_help, rounds, timeout, per_n="", options=None,
+           n_quick=N_QUICK, n_full=N_FULL):
     """The options every script has; options(ap) adds the script's own
-    (listed after --rounds).  per_n names the unit of N in --quick's help."""
+    (listed after --rounds).  per_n names the unit of N in --quick's help,
+    n_quick and n_full the N it states (a script whose N is not main_n's
+    gives its own)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="N = %d%s instead of %d" % (N_QUICK, per_n, N_FULL))
+                    help="N = %d%s instead of %d" % (n_quick, per_n, n_full))
     ap.add_argument("--json", metavar="FILE", help="write results as JSON")
     ap.add_argument("--n", type=int, help=n_help)
     ap.add_argument("--rounds", type=int, default=rounds,

@@ -250,6 +250,13 @@ enum {
  * finds no worker alive, which starts workers again for the whole queue. */
 FTPOOL_API int ftpool_shutdown(ftpool_t *pool, unsigned how);
 
+/* Ends a shutdown now: the pool runs again as if it had never been shut
+ * down, and starts workers for the jobs left queued (after a SOON
+ * shutdown, say), for later submissions and for timer runs.  Workers
+ * still on their way out leave anyway.  On a running pool it changes
+ * nothing.  Does not reopen a closed pool (see ftpool_open). */
+FTPOOL_API int ftpool_resume(ftpool_t *pool);
+
 /* Waits until no worker is alive.  FTPOOL_ETIMEDOUT after timeout_ns.
  * From one of the pool's own workers: FTPOOL_EBUSY (it would wait forever).
  * Like ftpool_wait_idle() it returns once that state has been reached at some
@@ -260,6 +267,20 @@ FTPOOL_API int ftpool_join(ftpool_t *pool, int64_t timeout_ns);
  * FTPOOL_ETIMEDOUT after timeout_ns; FTPOOL_EBUSY from one of the pool's own
  * workers. */
 FTPOOL_API int ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns);
+
+/* A moment of the pool, for waits made of several calls (in slices, to do
+ * something else between them): ftpool_join_since() and
+ * ftpool_wait_idle_since() return as soon as their state has been reached
+ * at some instant after the mark was taken, even between two calls. */
+typedef struct ftpool_mark {
+    uint64_t no_workers, idle;  /* opaque */
+} ftpool_mark;
+FTPOOL_API void ftpool_mark_now(ftpool_t *pool, ftpool_mark *out);
+FTPOOL_API int ftpool_join_since(ftpool_t *pool, const ftpool_mark *since,
+                                 int64_t timeout_ns);
+FTPOOL_API int ftpool_wait_idle_since(ftpool_t *pool,
+                                      const ftpool_mark *since,
+                                      int64_t timeout_ns);
 
 /* Counters, each read without locking (a single value is exact at some
  * instant; use ftpool_stats for a consistent set). */
@@ -279,6 +300,15 @@ FTPOOL_API int ftpool_worker_run(ftpool_t *pool);
 
 /* The pool whose worker the calling thread is, or NULL. */
 FTPOOL_API ftpool_t *ftpool_current_pool(void);
+
+/* Called by a running job: its worker takes the next queued job as soon as
+ * this one returns, so one job queued meanwhile neither starts a worker
+ * nor wakes a sleeping one on its account.  For a job that, near its end,
+ * wakes a thread which submits the next job at once (a caller waiting for
+ * a result): without it that job would find every worker busy and start
+ * one more.  Counts once per job; from a thread that is not running a job
+ * of a pool it does nothing. */
+FTPOOL_API void ftpool_job_returning(void);
 
 /* ------------------------------------------------------------------------ */
 /* Counting semaphore                                                       */

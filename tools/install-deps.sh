@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs what the tests (default), the full checks (--check: valgrind),
 # the benchmarks (--bench), the Windows build (--win: the MinGW-w64 cross
-# compiler and Wine, for make test-win) or the documentation (--docs: Sphinx
-# and MyST-Parser, for make docs) need on a fresh Debian machine; --bench-ft:
+# compiler and Wine, for make test-win), the documentation (--docs: Sphinx
+# and MyST-Parser, for make docs) or make test-stdlib (--stdlib: the test
+# package of Debian's python3) need on a fresh Debian machine; --bench-ft:
 # what the benchmarks need from the free-threaded interpreter given as
 # $PYTHON (setuptools to build the extension, uvloop if it builds).  Safe to
 # run again: it only installs what is missing.
@@ -12,11 +13,13 @@ want_bench=0
 want_check=0
 want_win=0
 want_docs=0
+want_stdlib=0
 want_bench_ft=0
 [ "${1:-}" = "--bench" ] && want_bench=1
 [ "${1:-}" = "--check" ] && want_check=1
 [ "${1:-}" = "--win" ] && want_win=1
 [ "${1:-}" = "--docs" ] && want_docs=1
+[ "${1:-}" = "--stdlib" ] && want_stdlib=1
 [ "${1:-}" = "--bench-ft" ] && want_bench_ft=1
 # Sphinx gets a virtual environment of its own: it needs a newer docutils
 # than other tools installed beside the interpreter may accept.
@@ -36,6 +39,12 @@ if command -v dpkg >/dev/null 2>&1; then
     if [ $want_docs = 1 ] && ! $PYTHON -c "import ensurepip" 2>/dev/null; then
         need_pkg python3-venv
     fi
+    if [ $want_stdlib = 1 ] && [ -x /usr/bin/python3 ]; then
+        # Debian ships CPython's own tests apart from the interpreter.
+        v=$(/usr/bin/python3 -c \
+            'import sys; print("%d.%d" % sys.version_info[:2])')
+        need_pkg libpython$v-testsuite
+    fi
     if [ $want_bench = 1 ]; then
         need_pkg libglib2.0-dev
         need_pkg libuv1-dev
@@ -49,10 +58,20 @@ if command -v dpkg >/dev/null 2>&1; then
 fi
 
 py_need() { $PYTHON -c "import $1" 2>/dev/null || py_pkgs="$py_pkgs $2"; }
+# mypy 2 depends on ast-serialize, which has no wheel for the free-threaded
+# build (3.13t) and whose sources need Rust crates from the network; pip's
+# --prefer-binary does not help with a dependency.  mypy 1 is pure Python.
+mypy_req=mypy
+if $PYTHON -c 'import sys, sysconfig
+sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") else 1)'; then
+    mypy_req="mypy<2"
+fi
 py_pkgs=""
 py_need pytest pytest
 py_need hypothesis hypothesis
+py_need mypy "$mypy_req"
 py_need setuptools setuptools
+py_need distributed distributed     # tests/python/test_dask.py, bench/dask
 if [ $want_bench = 1 ]; then
     py_need uvloop uvloop
     py_need matplotlib matplotlib

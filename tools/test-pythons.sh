@@ -2,10 +2,10 @@
 # Builds the extension and runs the Python suite on every CPython given, or
 # on every python3.N and free-threaded python3.Nt found on PATH, under pyenv
 # and under build/ (tools/build-python-ft.sh), each in its own venv under
-# build/, which gets pytest and hypothesis.  A free-threaded interpreter
-# runs with the GIL as the module leaves it (PYTHON_GIL unset: off).
-# Exits non-zero if a build or a suite fails; prints one line per
-# interpreter at the end.
+# build/, which gets what tools/install-deps.sh installs for the tests.  A
+# free-threaded interpreter runs with the GIL as the module leaves it
+# (PYTHON_GIL unset: off).  Exits non-zero if a build or a suite fails;
+# prints one line per interpreter at the end.
 set -u
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
@@ -40,13 +40,11 @@ for py in $pythons; do
         + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "",)))')
     venv="$BUILD/venv-$ver"
     line="CPython $ver ($py):"
-    if [ ! -x "$venv/bin/python" ] \
-       && ! { "$py" -m venv "$venv" \
-              && "$venv/bin/pip" -q install --prefer-binary pytest \
-                     hypothesis setuptools; }
+    if ! { [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"; } \
+       || ! PYTHON="$venv/bin/python" sh tools/install-deps.sh >/dev/null
     then
         summary="$summary
-$line cannot make a venv with pytest"
+$line cannot make a venv with the test dependencies"
         status=1
         continue
     fi

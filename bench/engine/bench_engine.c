@@ -11,6 +11,17 @@
  * called every after_work callback on the main thread; the time at which the
  * last work callback ran is reported beside it.
  *
+ * Several submitters: the same N jobs submitted by S threads at once, each
+ * taking chunks of 1000 submissions from a shared counter until none is
+ * left, started and waiting at a gate before the clock starts.  ftpool and
+ * GLib are called from each thread (g_thread_pool_push() is thread-safe).
+ * uv_queue_work() may only be called on the loop's thread, so a libuv
+ * program whose jobs come from other threads hands them to the loop: here
+ * each submitter pushes its request onto a lock-free stack and calls
+ * uv_async_send() (the one thread-safe libuv call, which coalesces wake-ups
+ * while one is pending); the loop's async callback takes the whole stack and
+ * calls uv_queue_work() for each request, in each submitter's order.
+ *
  * Latency: one job submitted while the workers sleep (after a pause); the
  * time from just before the submit to the first instruction of the job
  * (CLOCK_MONOTONIC in both threads).  Median and p99 over many samples.
@@ -27,6 +38,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <glib.h>
+#include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -45,6 +58,8 @@
 extern char **environ;
 
 #define MAX_ROUNDS 64
+#define MAX_SUBS 3          /* submitter counts per run: 1, 2, 4 */
+#define MAX_SUBMITTERS 64   /* threads in one measurement */
 
 static struct {
     long n;             /* jobs per throughput measurement */
@@ -55,9 +70,11 @@ static struct {
     int use_ftpool, use_glib, use_libuv;
     unsigned workers[2];
     int nworkers;
+    unsigned subs[MAX_SUBS];    /* submitting threads, ascending */
+    int nsubs;
     const char *json;
 } opt = {
-    2000000, 3, 20000, 200, 1, 1, 1, 1, 1, {1, 2}, 2, NULL
+    2000000, 3, 20000, 200, 1, 1, 1, 1, 1, {1, 2}, 2, {1, 2, 4}, 3, NULL
 };
 
 static void
@@ -198,6 +215,89 @@ wait_done(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Submitting threads                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Submitting threads share the n submissions submit(pool, i), i in
+ * [0, n): each takes the next CHUNK of them from a shared counter until
+ * none is left, so that a thread the scheduler leaves waiting does not hold
+ * the end of the run back while the others are done (a fixed share each
+ * would time the slowest thread, not the pool).  The threads are started
+ * before the clock and wait at the gate, so that the measurement holds no
+ * thread creation. */
+#define CHUNK 1000
+
+typedef struct submitter {
+    pthread_t thread;
+    void (*submit)(void *pool, long i);
+    void *pool;
+    long n;
+} submitter;
+
+static atomic_long next_chunk;  /* first submission not yet taken */
+
+/* The gate: the submitters wait for it to open by polling (and yielding),
+ * not asleep, so that waking them up is not part of the measurement. */
+static atomic_int gate_open;
+static sem_t ready;     /* posted by each submitter once it waits */
+
+static void *
+submitter_main(void *arg)
+{
+    submitter *s = arg;
+
+    sem_post(&ready);
+    while (!atomic_load_explicit(&gate_open, memory_order_acquire))
+        sched_yield();
+    for (;;) {
+        long first = atomic_fetch_add(&next_chunk, CHUNK);
+        long end = first + CHUNK < s->n ? first + CHUNK : s->n;
+
+        if (first >= s->n)
+            break;
+        for (long i = first; i < end; i++)
+            s->submit(s->pool, i);
+    }
+    return NULL;
+}
+
+/* Starts `subs` submitters sharing n submissions; returns once all wait
+ * at the gate. */
+static void
+submitters_start(submitter *s, unsigned subs, void (*submit)(void *, long),
+                 void *pool, long n)
+{
+    if (subs > MAX_SUBMITTERS)
+        die("at most %d submitters", MAX_SUBMITTERS);
+    atomic_store(&gate_open, 0);
+    atomic_store(&next_chunk, 0);
+    for (unsigned k = 0; k < subs; k++) {
+        s[k].submit = submit;
+        s[k].pool = pool;
+        s[k].n = n;
+        int rc = pthread_create(&s[k].thread, NULL, submitter_main, &s[k]);
+        if (rc != 0)
+            die("pthread_create: %s", strerror(rc));
+    }
+    for (unsigned k = 0; k < subs; k++)
+        while (sem_wait(&ready) < 0 && errno == EINTR)
+            ;
+}
+
+static void
+submitters_go(void)
+{
+    atomic_store_explicit(&gate_open, 1, memory_order_release);
+}
+
+static void
+submitters_join(submitter *s, unsigned subs)
+{
+    for (unsigned k = 0; k < subs; k++)
+        pthread_join(s[k].thread, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Samples                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -307,23 +407,40 @@ ftpool_start(unsigned workers)
     return pool;
 }
 
+static void
+ftpool_submit_one(void *pool, long i)
+{
+    int rc = ftpool_submit(pool, ftpool_job, NULL, NULL);
+
+    (void)i;
+    if (rc != FTPOOL_OK)
+        ftpool_check(rc, "submit");
+}
+
+/* n jobs submitted by the main thread (subs == 1) or by subs threads. */
 static throughput
-ftpool_throughput(unsigned workers, long n)
+ftpool_throughput(unsigned workers, unsigned subs, long n)
 {
     ftpool_t *pool = ftpool_start(workers);
+    submitter s[MAX_SUBMITTERS];
     int64_t t0, t1, c0, c1;
 
     arm(n);
+    if (subs > 1)
+        submitters_start(s, subs, ftpool_submit_one, pool, n);
     c0 = cpu_ns();
     t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        int rc = ftpool_submit(pool, ftpool_job, NULL, NULL);
-        if (rc != FTPOOL_OK)
-            ftpool_check(rc, "submit");
+    if (subs > 1) {
+        submitters_go();
+    } else {
+        for (long i = 0; i < n; i++)
+            ftpool_submit_one(pool, i);
     }
     wait_done();
     t1 = now_ns();
     c1 = cpu_ns();
+    if (subs > 1)
+        submitters_join(s, subs);
     ftpool_check(ftpool_destroy(pool), "destroy");
     return throughput_of(n, t0, t1, c0, c1);
 }
@@ -380,22 +497,38 @@ glib_warm(unsigned workers)
     g_thread_pool_free(warm, FALSE, TRUE);
 }
 
+static void
+glib_submit_one(void *pool, long i)
+{
+    (void)i;
+    g_thread_pool_push(pool, GLIB_DATA, NULL);
+}
+
 static throughput
-glib_throughput(unsigned workers, long n)
+glib_throughput(unsigned workers, unsigned subs, long n)
 {
     GThreadPool *pool;
+    submitter s[MAX_SUBMITTERS];
     int64_t t0, t1, c0, c1;
 
     glib_warm(workers);
     pool = glib_start(glib_job, workers);
     arm(n);
+    if (subs > 1)
+        submitters_start(s, subs, glib_submit_one, pool, n);
     c0 = cpu_ns();
     t0 = now_ns();
-    for (long i = 0; i < n; i++)
-        g_thread_pool_push(pool, GLIB_DATA, NULL);
+    if (subs > 1) {
+        submitters_go();
+    } else {
+        for (long i = 0; i < n; i++)
+            glib_submit_one(pool, i);
+    }
     wait_done();
     t1 = now_ns();
     c1 = cpu_ns();
+    if (subs > 1)
+        submitters_join(s, subs);
     g_thread_pool_free(pool, FALSE, TRUE);
     return throughput_of(n, t0, t1, c0, c1);
 }
@@ -456,15 +589,95 @@ uv_after(uv_work_t *req, int status)
     after_work_calls++;
 }
 
+/* A request that a submitting thread hands to the loop's thread. */
+typedef struct uv_job {
+    uv_work_t req;
+    struct uv_job *next;
+} uv_job;
+
+/* Pushed by the submitters, taken whole by the loop (push and take-all
+ * only: no ABA problem). */
+static _Atomic(uv_job *) handoff;
+static uv_async_t handoff_async;
+
+static void
+uv_handoff_push(void *jobs, long i)
+{
+    uv_job *j = &((uv_job *)jobs)[i];
+    uv_job *head = atomic_load_explicit(&handoff, memory_order_relaxed);
+
+    do {
+        j->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(
+                 &handoff, &head, j, memory_order_release,
+                 memory_order_relaxed));
+    if (uv_async_send(&handoff_async) != 0)
+        die("uv_async_send failed");
+}
+
+/* On the loop's thread: queues every request handed over so far. */
+static void
+uv_handoff_cb(uv_async_t *async)
+{
+    uv_job *list = atomic_exchange_explicit(&handoff, NULL,
+                                            memory_order_acquire);
+    uv_job *fifo = NULL;
+
+    /* The stack is newest first: reversed, each submitter's requests are
+     * queued in the order it pushed them. */
+    while (list != NULL) {
+        uv_job *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    for (; fifo != NULL; fifo = fifo->next)
+        if (uv_queue_work(async->loop, &fifo->req, uv_count_work, uv_after)
+            != 0)
+            die("uv_queue_work failed");
+}
+
+/* Throughput with subs submitting threads handing requests to the loop
+ * (see the top of this file); the loop runs on the calling thread. */
+static void
+libuv_throughput_mt(uv_loop_t *loop, unsigned subs, long n,
+                    int64_t t[4])
+{
+    submitter s[MAX_SUBMITTERS];
+    uv_job *jobs = calloc((size_t)n, sizeof(*jobs));
+
+    if (jobs == NULL)
+        die("libuv: out of memory");
+    memset(jobs, 0, (size_t)n * sizeof(*jobs));
+    if (uv_async_init(loop, &handoff_async, uv_handoff_cb) != 0)
+        die("uv_async_init failed");
+    arm(n);
+    after_work_calls = 0;
+    submitters_start(s, subs, uv_handoff_push, jobs, n);
+    t[2] = cpu_ns();
+    t[0] = now_ns();
+    submitters_go();
+    /* The async handle keeps each round blocking until there is news. */
+    while (after_work_calls < n)
+        uv_run(loop, UV_RUN_ONCE);
+    t[1] = now_ns();
+    t[3] = cpu_ns();
+    /* A submitter may still be inside its last uv_async_send(). */
+    submitters_join(s, subs);
+    uv_close((uv_handle_t *)&handoff_async, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    free(jobs);
+}
+
 /* Runs in the child: prints "<jobs/s completed> <jobs/s last work ran>
  * <CPU ns per job>" or "<median ns> <p99 ns> 0". */
 static int
-libuv_child(const char *mode, unsigned workers, long n)
+libuv_child(const char *mode, unsigned workers, unsigned subs, long n)
 {
     uv_loop_t *loop = uv_default_loop();
     uv_work_t warm[64];
     uv_work_t *reqs;
-    long nreq = strcmp(mode, "tp") == 0 ? n : 1;
+    long nreq = strcmp(mode, "tp") == 0 && subs == 1 ? n : 1;
 
     /* Every request of a throughput run is alive until the loop has
      * completed it, so they are all allocated (and touched) up front, off
@@ -479,7 +692,16 @@ libuv_child(const char *mode, unsigned workers, long n)
         uv_queue_work(loop, &warm[i], uv_warm_work, uv_after);
     uv_run(loop, UV_RUN_DEFAULT);
 
-    if (strcmp(mode, "tp") == 0) {
+    if (strcmp(mode, "tp") == 0 && subs > 1) {
+        int64_t t[4];
+
+        libuv_throughput_mt(loop, subs, n, t);
+        if (after_work_calls != n || atomic_load(&counter) != n)
+            die("libuv: %ld of %ld jobs completed", after_work_calls, n);
+        printf("%.1f %.1f %.1f\n", (double)n * 1e9 / (double)(t[1] - t[0]),
+               (double)n * 1e9 / (double)(atomic_load(&last_run_ns) - t[0]),
+               (double)(t[3] - t[2]) / (double)n);
+    } else if (strcmp(mode, "tp") == 0) {
         int64_t t0, t1, c0, c1;
 
         arm(n);
@@ -517,11 +739,13 @@ static char self_path[4096];
 /* Runs one libuv measurement in a child process and reads its three
  * figures. */
 static void
-libuv_measure(const char *mode, unsigned workers, long n, double out[3])
+libuv_measure(const char *mode, unsigned workers, unsigned subs, long n,
+              double out[3])
 {
-    char env_size[64], arg_w[32], arg_n[32], arg_p[32], buf[256];
+    char env_size[64], arg_w[32], arg_n[32], arg_p[32], arg_s[32];
+    char buf[256];
     char *argv[] = {self_path, "--child-libuv", (char *)mode, arg_w, arg_n,
-                    arg_p, NULL};
+                    arg_p, arg_s, NULL};
     size_t nenv = 0;
     int fds[2], status;
     pid_t pid;
@@ -531,6 +755,7 @@ libuv_measure(const char *mode, unsigned workers, long n, double out[3])
     snprintf(arg_w, sizeof(arg_w), "%u", workers);
     snprintf(arg_n, sizeof(arg_n), "%ld", n);
     snprintf(arg_p, sizeof(arg_p), "%ld", opt.pause_us);
+    snprintf(arg_s, sizeof(arg_s), "%u", subs);
     while (environ[nenv] != NULL)
         nenv++;
     char **envp = calloc(nenv + 2, sizeof(*envp));
@@ -590,7 +815,9 @@ typedef struct result {
     int ntp, nlat;
 } result;
 
-static result results[2][NPOOLS];
+/* [submitters index][workers index][pool]; latency does not depend on
+ * the submitters and is kept under index 0. */
+static result results[MAX_SUBS][2][NPOOLS];
 
 static int
 pool_used(int p)
@@ -604,25 +831,28 @@ run_round(int round)
 {
     for (int wi = 0; wi < opt.nworkers; wi++) {
         unsigned w = opt.workers[wi];
-        for (int k = 0; k < NPOOLS; k++) {
-            /* Rotate the order every round so that no pool always runs
-             * first (or right after another one) on a noisy machine. */
-            int p = (k + round) % NPOOLS;
-            result *r = &results[wi][p];
-            double three[3];
-            throughput t;
+        for (int si = 0; opt.do_tp && si < opt.nsubs; si++) {
+            unsigned subs = opt.subs[si];
+            for (int k = 0; k < NPOOLS; k++) {
+                /* Rotate the order every round so that no pool always
+                 * runs first (or right after another one) on a noisy
+                 * machine. */
+                int p = (k + round) % NPOOLS;
+                result *r = &results[si][wi][p];
+                double three[3];
+                throughput t;
 
-            if (!pool_used(p))
-                continue;
-            if (opt.do_tp) {
-                fprintf(stderr, "  round %d: %-20s %u worker(s): throughput"
-                        "...\n", round + 1, pool_names[p], w);
+                if (!pool_used(p))
+                    continue;
+                fprintf(stderr, "  round %d: %-20s %u worker(s), %u "
+                        "submitter(s): throughput...\n", round + 1,
+                        pool_names[p], w, subs);
                 if (p == P_FTPOOL) {
-                    t = ftpool_throughput(w, opt.n);
+                    t = ftpool_throughput(w, subs, opt.n);
                 } else if (p == P_GLIB) {
-                    t = glib_throughput(w, opt.n);
+                    t = glib_throughput(w, subs, opt.n);
                 } else {
-                    libuv_measure("tp", w, opt.n, three);
+                    libuv_measure("tp", w, subs, opt.n, three);
                     t.jobs_per_s = three[0];
                     t.cpu_ns_per_job = three[2];
                     r->tp_ran[r->ntp] = three[1];
@@ -631,45 +861,64 @@ run_round(int round)
                 r->cpu[r->ntp] = t.cpu_ns_per_job;
                 r->ntp++;
             }
-            if (opt.do_lat) {
-                latency l;
-                fprintf(stderr, "  round %d: %-20s %u worker(s): latency"
-                        "...\n", round + 1, pool_names[p], w);
-                if (p == P_FTPOOL) {
-                    l = ftpool_latency(w, opt.lat_iters);
-                } else if (p == P_GLIB) {
-                    l = glib_latency(w, opt.lat_iters);
-                } else {
-                    libuv_measure("lat", w, opt.lat_iters, three);
-                    l.median_ns = three[0];
-                    l.p99_ns = three[1];
-                }
-                r->lat_med[r->nlat] = l.median_ns;
-                r->lat_p99[r->nlat] = l.p99_ns;
-                r->nlat++;
+        }
+        for (int k = 0; opt.do_lat && k < NPOOLS; k++) {
+            int p = (k + round) % NPOOLS;
+            result *r = &results[0][wi][p];
+            double three[3];
+            latency l;
+
+            if (!pool_used(p))
+                continue;
+            fprintf(stderr, "  round %d: %-20s %u worker(s): latency...\n",
+                    round + 1, pool_names[p], w);
+            if (p == P_FTPOOL) {
+                l = ftpool_latency(w, opt.lat_iters);
+            } else if (p == P_GLIB) {
+                l = glib_latency(w, opt.lat_iters);
+            } else {
+                libuv_measure("lat", w, 1, opt.lat_iters, three);
+                l.median_ns = three[0];
+                l.p99_ns = three[1];
             }
+            r->lat_med[r->nlat] = l.median_ns;
+            r->lat_p99[r->nlat] = l.p99_ns;
+            r->nlat++;
         }
     }
 }
 
-/* The faster of GLib and libuv (by median throughput) for workers index
- * wi, or -1. */
+static double
+median_tp(int si, int wi, int p)
+{
+    return summarise(results[si][wi][p].tp, results[si][wi][p].ntp).median;
+}
+
+/* The faster of GLib and libuv (by median throughput) for submitters
+ * index si and workers index wi, or -1. */
 static int
-best_competitor(int wi)
+best_competitor(int si, int wi)
 {
     int best = -1;
     double bv = 0;
 
     for (int p = P_GLIB; p < NPOOLS; p++) {
-        if (!pool_used(p) || results[wi][p].ntp == 0)
+        if (!pool_used(p) || results[si][wi][p].ntp == 0)
             continue;
-        double v = summarise(results[wi][p].tp, results[wi][p].ntp).median;
+        double v = median_tp(si, wi, p);
         if (best < 0 || v > bv) {
             best = p;
             bv = v;
         }
     }
     return best;
+}
+
+/* The index of the single-submitter runs, or -1 if there are none. */
+static int
+single_index(void)
+{
+    return opt.subs[0] == 1 ? 0 : -1;
 }
 
 static void
@@ -686,10 +935,49 @@ fmt_us(char *out, size_t size, summary s)
              s.max / 1e3);
 }
 
+/* The throughput rows of one pool: jobs/s, ftpool / this, and with
+ * several submitters this pool's figure over its figure with one. */
+static void
+print_tp_rows(int si, int wi, int p)
+{
+    result *r = &results[si][wi][p];
+    int multi = opt.subs[si] > 1, one = single_index();
+    char a[64], b[64], c[64], v[64], subs[32];
+    summary s = summarise(r->tp, r->ntp);
+    double f = median_tp(si, wi, P_FTPOOL);
+
+    fmt_rate(a, sizeof(a), s);
+    if (opt.use_ftpool && p != P_FTPOOL)
+        snprintf(b, sizeof(b), "%.2fx", f / s.median);
+    else
+        snprintf(b, sizeof(b), "-");
+    summary cs = summarise(r->cpu, r->ntp);
+    snprintf(c, sizeof(c), "%.0f (%.0f-%.0f)", cs.median, cs.min, cs.max);
+    if (one >= 0)
+        snprintf(v, sizeof(v), " %.2fx |", s.median / median_tp(one, wi, p));
+    else
+        snprintf(v, sizeof(v), " - |");
+    snprintf(subs, sizeof(subs), " %u |", opt.subs[si]);
+    printf("| %u |%s %s%s | %s | %s |%s %s |\n", opt.workers[wi],
+           multi ? subs : "", pool_names[p],
+           p != P_LIBUV ? ""
+           : multi ? " via uv_async (until all after_work ran)"
+           : " (until all after_work ran)",
+           a, b, multi ? v : "", c);
+    if (p == P_LIBUV) {
+        summary s2 = summarise(r->tp_ran, r->ntp);
+        fmt_rate(a, sizeof(a), s2);
+        printf("| %u |%s libuv (until the last work_cb ran; for "
+               "information) | %s | %.2fx |%s |\n", opt.workers[wi],
+               multi ? subs : "", a, f / s2.median, multi ? " |" : "");
+    }
+}
+
 static void
 print_markdown(void)
 {
-    char a[64], b[64], c[64];
+    int one = single_index();
+    char b[64], c[64];
 
     printf("## Engine: empty C jobs\n\n");
     printf("%ld jobs per throughput run, %ld latency samples (%ld us pause "
@@ -698,60 +986,67 @@ print_markdown(void)
            opt.n, opt.lat_iters, opt.pause_us, opt.rounds,
            sysconf(_SC_NPROCESSORS_ONLN), glib_major_version,
            glib_minor_version, glib_micro_version, uv_version_string());
-    if (opt.do_tp) {
+    if (opt.do_tp && one >= 0) {
         printf("| workers | pool | jobs/s | ftpool / this | "
                "CPU ns per job |\n");
         printf("| ---: | --- | ---: | ---: | ---: |\n");
-        for (int wi = 0; wi < opt.nworkers; wi++) {
-            summary f = summarise(results[wi][P_FTPOOL].tp,
-                                  results[wi][P_FTPOOL].ntp);
-            for (int p = 0; p < NPOOLS; p++) {
-                result *r = &results[wi][p];
-                if (!pool_used(p))
-                    continue;
-                summary s = summarise(r->tp, r->ntp);
-                fmt_rate(a, sizeof(a), s);
-                if (opt.use_ftpool && p != P_FTPOOL)
-                    snprintf(b, sizeof(b), "%.2fx", f.median / s.median);
-                else
-                    snprintf(b, sizeof(b), "-");
-                summary cs = summarise(r->cpu, r->ntp);
-                snprintf(c, sizeof(c), "%.0f (%.0f-%.0f)", cs.median,
-                         cs.min, cs.max);
-                printf("| %u | %s%s | %s | %s | %s |\n", opt.workers[wi],
-                       pool_names[p],
-                       p == P_LIBUV ? " (until all after_work ran)" : "",
-                       a, b, c);
-                if (p == P_LIBUV) {
-                    summary s2 = summarise(r->tp_ran, r->ntp);
-                    fmt_rate(a, sizeof(a), s2);
-                    printf("| %u | libuv (until the last work_cb ran; "
-                           "for information) | %s | %.2fx | |\n",
-                           opt.workers[wi], a, f.median / s2.median);
-                }
-            }
-        }
+        for (int wi = 0; wi < opt.nworkers; wi++)
+            for (int p = 0; p < NPOOLS; p++)
+                if (pool_used(p))
+                    print_tp_rows(one, wi, p);
         printf("\n");
-        if (opt.use_ftpool) {
-            for (int wi = 0; wi < opt.nworkers; wi++) {
-                int b2 = best_competitor(wi);
-                if (b2 < 0)
-                    continue;
-                summary f = summarise(results[wi][P_FTPOOL].tp,
-                                      results[wi][P_FTPOOL].ntp);
-                summary s = summarise(results[wi][b2].tp,
-                                      results[wi][b2].ntp);
-                printf("%u worker(s): ftpool / best competitor (%s) = "
-                       "**%.2fx** (goal: >= 3x)\n", opt.workers[wi],
-                       pool_names[b2], f.median / s.median);
-            }
-            printf("\n");
+        for (int wi = 0; opt.use_ftpool && wi < opt.nworkers; wi++) {
+            int b2 = best_competitor(one, wi);
+            if (b2 < 0)
+                continue;
+            printf("%u worker(s): ftpool / best competitor (%s) = "
+                   "**%.2fx** (goal: >= 3x)\n", opt.workers[wi],
+                   pool_names[b2],
+                   median_tp(one, wi, P_FTPOOL) / median_tp(one, wi, b2));
         }
-        printf("libuv's figure is submit -> completed: the time until "
+        printf("\nlibuv's figure is submit -> completed: the time until "
                "uv_run() has called every after_work callback on the "
                "submitting thread (its only completion signal).  CPU ns "
                "per job: CPU time of all the process's threads during "
                "the run, divided by the jobs.\n\n");
+    }
+    if (opt.do_tp && opt.subs[opt.nsubs - 1] > 1) {
+        printf("### Several submitting threads\n\n");
+        printf("The same jobs submitted by several threads at once.  "
+               "uv_queue_work() may only be called on the loop's thread: "
+               "libuv's submitters push each request onto a lock-free "
+               "stack and call uv_async_send(), and the loop's callback "
+               "queues what was handed over.  \"vs 1 submitter\": this "
+               "pool's jobs/s over its own with one submitter (the table "
+               "above).\n\n");
+        printf("| workers | submitters | pool | jobs/s | ftpool / this | "
+               "vs 1 submitter | CPU ns per job |\n");
+        printf("| ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
+        for (int wi = 0; wi < opt.nworkers; wi++)
+            for (int si = 0; si < opt.nsubs; si++)
+                for (int p = 0; p < NPOOLS; p++)
+                    if (opt.subs[si] > 1 && pool_used(p))
+                        print_tp_rows(si, wi, p);
+        printf("\n");
+        for (int wi = 0; opt.use_ftpool && wi < opt.nworkers; wi++) {
+            for (int si = 0; si < opt.nsubs; si++) {
+                int b2 = best_competitor(si, wi);
+                double f = median_tp(si, wi, P_FTPOOL);
+                if (opt.subs[si] == 1)
+                    continue;
+                printf("%u worker(s), %u submitters: ", opt.workers[wi],
+                       opt.subs[si]);
+                if (b2 >= 0)
+                    printf("ftpool / best competitor (%s) = **%.2fx**",
+                           pool_names[b2], f / median_tp(si, wi, b2));
+                if (one >= 0)
+                    printf("%sftpool / ftpool with 1 submitter = "
+                           "**%.2fx**", b2 >= 0 ? "; " : "",
+                           f / median_tp(one, wi, P_FTPOOL));
+                printf("\n");
+            }
+        }
+        printf("\n");
     }
     if (opt.do_lat) {
         printf("| workers | pool | submit->start median (us) | "
@@ -759,7 +1054,7 @@ print_markdown(void)
         printf("| ---: | --- | ---: | ---: |\n");
         for (int wi = 0; wi < opt.nworkers; wi++) {
             for (int p = 0; p < NPOOLS; p++) {
-                result *r = &results[wi][p];
+                result *r = &results[0][wi][p];
                 if (!pool_used(p))
                     continue;
                 fmt_us(b, sizeof(b), summarise(r->lat_med, r->nlat));
@@ -784,10 +1079,43 @@ json_summary(FILE *f, const char *key, const double *v, int n)
     fprintf(f, "]}");
 }
 
+/* One entry of a results list: throughput (of submitters index si) if tp
+ * is set, latency if lat is set. */
+static void
+json_result(FILE *f, int si, int wi, int p, int tp, int lat, int first)
+{
+    result *r = &results[si][wi][p];
+
+    fprintf(f, "%s\n    {\"pool\": \"%s\", ", first ? "" : ",",
+            pool_keys[p]);
+    if (tp && opt.subs[si] > 1)
+        fprintf(f, "\"case\": \"%u submitters\", ", opt.subs[si]);
+    fprintf(f, "\"workers\": %u", opt.workers[wi]);
+    if (tp && r->ntp) {
+        fprintf(f, ", \"submitters\": %u, ", opt.subs[si]);
+        json_summary(f, "jobs_per_s", r->tp, r->ntp);
+        fprintf(f, ", ");
+        json_summary(f, "cpu_ns_per_job", r->cpu, r->ntp);
+        if (p == P_LIBUV) {
+            fprintf(f, ", ");
+            json_summary(f, "jobs_per_s_last_run", r->tp_ran, r->ntp);
+        }
+    }
+    if (lat && results[0][wi][p].nlat) {
+        r = &results[0][wi][p];
+        fprintf(f, ", ");
+        json_summary(f, "latency_median_ns", r->lat_med, r->nlat);
+        fprintf(f, ", ");
+        json_summary(f, "latency_p99_ns", r->lat_p99, r->nlat);
+    }
+    fprintf(f, "}");
+}
+
 static void
 write_json(const char *path)
 {
     FILE *f = fopen(path, "w");
+    int one = single_index(), first;
 
     if (f == NULL)
         die("cannot write %s: %s", path, strerror(errno));
@@ -798,63 +1126,80 @@ write_json(const char *path)
             "  \"libuv_version\": \"%s\",\n"
             "  \"libuv_note\": \"libuv jobs_per_s is submit -> completed "
             "(all after_work callbacks run by uv_run on the main thread); "
-            "jobs_per_s_last_run is until the last work callback ran\",\n"
+            "jobs_per_s_last_run is until the last work callback ran; "
+            "with several submitters, each hands its requests to the loop "
+            "thread (lock-free stack + uv_async_send), which calls "
+            "uv_queue_work\",\n"
             "  \"results\": [", opt.n, opt.rounds, opt.lat_iters,
             opt.pause_us, sysconf(_SC_NPROCESSORS_ONLN),
             glib_major_version, glib_minor_version, glib_micro_version,
             uv_version_string());
-    int first = 1;
+    /* "results": one submitter (and latency), as the charts expect;
+     * "results_submitters": the runs with several. */
+    first = 1;
     for (int wi = 0; wi < opt.nworkers; wi++) {
         for (int p = 0; p < NPOOLS; p++) {
-            result *r = &results[wi][p];
             if (!pool_used(p))
                 continue;
-            fprintf(f, "%s\n    {\"pool\": \"%s\", \"workers\": %u",
-                    first ? "" : ",", pool_keys[p], opt.workers[wi]);
-            first = 0;
-            if (r->ntp) {
-                fprintf(f, ", ");
-                json_summary(f, "jobs_per_s", r->tp, r->ntp);
-                fprintf(f, ", ");
-                json_summary(f, "cpu_ns_per_job", r->cpu, r->ntp);
-                if (p == P_LIBUV) {
-                    fprintf(f, ", ");
-                    json_summary(f, "jobs_per_s_last_run", r->tp_ran,
-                                 r->ntp);
-                }
+            if (one >= 0 || opt.do_lat) {
+                json_result(f, one >= 0 ? one : 0, wi, p, one >= 0, 1,
+                            first);
+                first = 0;
             }
-            if (r->nlat) {
-                fprintf(f, ", ");
-                json_summary(f, "latency_median_ns", r->lat_med, r->nlat);
-                fprintf(f, ", ");
-                json_summary(f, "latency_p99_ns", r->lat_p99, r->nlat);
-            }
-            fprintf(f, "}");
         }
     }
+    fprintf(f, "\n  ],\n  \"results_submitters\": [");
+    first = 1;
+    for (int wi = 0; opt.do_tp && wi < opt.nworkers; wi++)
+        for (int si = 0; si < opt.nsubs; si++)
+            for (int p = 0; p < NPOOLS; p++)
+                if (opt.subs[si] > 1 && pool_used(p)) {
+                    json_result(f, si, wi, p, 1, 0, first);
+                    first = 0;
+                }
     fprintf(f, "\n  ],\n  \"ratios\": [");
     first = 1;
-    for (int wi = 0; opt.use_ftpool && opt.do_tp && wi < opt.nworkers;
-         wi++) {
-        int b = best_competitor(wi);
+    for (int wi = 0; opt.use_ftpool && opt.do_tp && one >= 0
+                     && wi < opt.nworkers; wi++) {
+        int b = best_competitor(one, wi);
         if (b < 0)
             continue;
-        double fm = summarise(results[wi][P_FTPOOL].tp,
-                              results[wi][P_FTPOOL].ntp).median;
-        double bm = summarise(results[wi][b].tp, results[wi][b].ntp).median;
         fprintf(f, "%s\n    {\"workers\": %u, \"best_competitor\": \"%s\", "
                 "\"throughput_ftpool_over_best\": %.3f",
-                first ? "" : ",", opt.workers[wi], pool_keys[b], fm / bm);
+                first ? "" : ",", opt.workers[wi], pool_keys[b],
+                median_tp(one, wi, P_FTPOOL) / median_tp(one, wi, b));
         if (opt.do_lat) {
-            double fl = summarise(results[wi][P_FTPOOL].lat_med,
-                                  results[wi][P_FTPOOL].nlat).median;
-            double bl = summarise(results[wi][b].lat_med,
-                                  results[wi][b].nlat).median;
+            double fl = summarise(results[0][wi][P_FTPOOL].lat_med,
+                                  results[0][wi][P_FTPOOL].nlat).median;
+            double bl = summarise(results[0][wi][b].lat_med,
+                                  results[0][wi][b].nlat).median;
             fprintf(f, ", \"latency_median_best_over_ftpool\": %.3f",
                     bl / fl);
         }
         fprintf(f, "}");
         first = 0;
+    }
+    fprintf(f, "\n  ],\n  \"ratios_submitters\": [");
+    first = 1;
+    for (int wi = 0; opt.use_ftpool && opt.do_tp && wi < opt.nworkers;
+         wi++) {
+        for (int si = 0; si < opt.nsubs; si++) {
+            int b = best_competitor(si, wi);
+            double fm = median_tp(si, wi, P_FTPOOL);
+            if (opt.subs[si] == 1)
+                continue;
+            fprintf(f, "%s\n    {\"workers\": %u, \"submitters\": %u",
+                    first ? "" : ",", opt.workers[wi], opt.subs[si]);
+            if (b >= 0)
+                fprintf(f, ", \"best_competitor\": \"%s\", "
+                        "\"throughput_ftpool_over_best\": %.3f",
+                        pool_keys[b], fm / median_tp(si, wi, b));
+            if (one >= 0)
+                fprintf(f, ", \"ftpool_over_ftpool_1_submitter\": %.3f",
+                        fm / median_tp(one, wi, P_FTPOOL));
+            fprintf(f, "}");
+            first = 0;
+        }
     }
     fprintf(f, "\n  ]\n}\n");
     fclose(f);
@@ -871,6 +1216,8 @@ usage(FILE *f)
 "  --lat-samples N     latency samples per run (default 20000)\n"
 "  --pause-us N        idle time before each latency sample (default 200)\n"
 "  --workers LIST      1, 2 or 1,2 (default 1,2)\n"
+"  --submitters LIST   submitting threads, ascending, up to 3 counts\n"
+"                      (default 1,2,4)\n"
 "  --only LIST         pools to run: ftpool,glib,libuv (default all)\n"
 "  --no-throughput     skip the throughput runs\n"
 "  --no-latency        skip the latency runs\n"
@@ -890,6 +1237,32 @@ parse_long(const char *name, const char *s, long lo)
     return v;
 }
 
+/* --submitters: up to MAX_SUBS ascending counts, e.g. "1,2,4". */
+static void
+parse_submitters(const char *arg)
+{
+    char buf[64], *tok, *save = NULL;
+
+    snprintf(buf, sizeof(buf), "%s", arg);
+    opt.nsubs = 0;
+    for (tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        long v = parse_long("--submitters", tok, 1);
+        if (opt.nsubs == MAX_SUBS || v > MAX_SUBMITTERS
+            || (opt.nsubs > 0 && (unsigned)v <= opt.subs[opt.nsubs - 1])) {
+            fprintf(stderr, "bench_engine: --submitters: up to %d "
+                    "ascending counts of 1 to %d\n", MAX_SUBS,
+                    MAX_SUBMITTERS);
+            exit(2);
+        }
+        opt.subs[opt.nsubs++] = (unsigned)v;
+    }
+    if (opt.nsubs == 0) {
+        fprintf(stderr, "bench_engine: --submitters: no count\n");
+        exit(2);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -900,6 +1273,7 @@ main(int argc, char **argv)
         {"lat-samples", required_argument, NULL, 'l'},
         {"pause-us", required_argument, NULL, 'p'},
         {"workers", required_argument, NULL, 'w'},
+        {"submitters", required_argument, NULL, 's'},
         {"only", required_argument, NULL, 'o'},
         {"no-throughput", no_argument, NULL, 'T'},
         {"no-latency", no_argument, NULL, 'L'},
@@ -931,6 +1305,9 @@ main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 's':
+            parse_submitters(optarg);
+            break;
         case 'o':
             opt.use_ftpool = strstr(optarg, "ftpool") != NULL;
             opt.use_glib = strstr(optarg, "glib") != NULL;
@@ -944,20 +1321,22 @@ main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (sem_init(&done, 0, 0) < 0)
+    if (sem_init(&done, 0, 0) < 0 || sem_init(&ready, 0, 0) < 0)
         die("sem_init: %s", strerror(errno));
 
     if (child) {
-        /* --child-libuv MODE WORKERS N PAUSE_US */
-        if (argc - optind != 4)
+        /* --child-libuv MODE WORKERS N PAUSE_US SUBMITTERS */
+        if (argc - optind != 5)
             die("bad --child-libuv arguments");
         unsigned w = (unsigned)parse_long("workers", argv[optind + 1], 1);
         n = parse_long("n", argv[optind + 2], 1);
         opt.pause_us = parse_long("pause", argv[optind + 3], 0);
+        unsigned subs = (unsigned)parse_long("submitters",
+                                             argv[optind + 4], 1);
         samples = malloc((size_t)n * sizeof(*samples));
         if (samples == NULL)
             die("out of memory");
-        return libuv_child(argv[optind], w, n);
+        return libuv_child(argv[optind], w, subs, n);
     }
     if (optind != argc) {
         usage(stderr);

@@ -2,12 +2,13 @@
 
 ``ftpool-pyref NAME`` documents fastthreadpool.NAME with autodoc: a class
 with its members in the order of the type stubs (fastthreadpool/
-__init__.pyi), then any public member the stubs do not list.  Where the
-object itself gives autodoc no signature (no __text_signature__, no
-signature on the first line of its docstring), the stub's signature is
-used.  Docstrings are plain text: they are shown as written, with `x` as
-code.  A public name of the stubs that no ``ftpool-pyref`` documents is a
-warning (an error under ``-W``).
+__init__.pyi), then any public member the stubs do not list.  A name the
+stubs list is shown with the stub's signature, which has the types and
+the return value; the object's own (its __text_signature__, which the
+tests keep in step with the stub) serves the names the stubs leave to a
+base class.  Docstrings are plain text: they are shown as written, with
+`x` as code.  A public name of the stubs that no ``ftpool-pyref``
+documents is a warning (an error under ``-W``).
 """
 import ast
 import os
@@ -20,9 +21,6 @@ from ftpool_header import parse_rst
 
 logger = logging.getLogger(__name__)
 MODULE = "fastthreadpool"
-SIG_LINE = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*(?:->\s*(.*?))?\s*$")
-# What CPython gives a C type that declares no signature of its own.
-GENERIC_SIGS = ("($type, *args, **kwargs)", "($self, /, *args, **kwargs)")
 
 
 class Stubs:
@@ -68,16 +66,6 @@ class Stubs:
         return text
 
 
-def has_signature(name, obj):
-    """True if autodoc finds a signature on the object itself."""
-    ts = getattr(obj, "__text_signature__", None)
-    if ts and ts not in GENERIC_SIGS:
-        return True
-    doc = (getattr(obj, "__doc__", None) or "").lstrip().split("\n", 1)[0]
-    m = SIG_LINE.match(doc)
-    return bool(m and m.group(1) == name)
-
-
 def is_data(obj):
     return not callable(obj) and not isinstance(obj, type)
 
@@ -99,10 +87,10 @@ class FtpoolPyref(SphinxDirective):
             return parse_rst(self, ".. autodata:: %s\n" % full)
         if not isinstance(obj, type):
             return parse_rst(self, ".. autofunction:: %s%s\n"
-                             % (full, self.sig(name, name, obj)))
+                             % (full, self.sig(name)))
         kind = ("autoexception" if issubclass(obj, BaseException)
                 else "autoclass")
-        lines = [".. %s:: %s%s" % (kind, full, self.sig(name, name, obj))]
+        lines = [".. %s:: %s%s" % (kind, full, self.sig(name))]
         bases = [b for b in obj.__bases__ if b is not object]
         if bases:
             lines.append("   :show-inheritance:")
@@ -118,16 +106,14 @@ class FtpoolPyref(SphinxDirective):
                 continue
             if callable(attr):
                 lines.append("   .. automethod:: %s.%s%s" % (
-                    full, m, self.sig(name + "." + m, m, attr)))
+                    full, m, self.sig(name + "." + m)))
             else:
                 lines.append("   .. autoattribute:: %s.%s" % (full, m))
             lines.append("")
         return parse_rst(self, "\n".join(lines))
 
-    def sig(self, dotted, name, obj):
-        """The stub's signature where autodoc would find none."""
-        if has_signature(name, obj):
-            return ""
+    def sig(self, dotted):
+        """The stub's signature, or "" for the object's own."""
         return self.env.app.ftpool_stubs.sigs.get(dotted, "")
 
 

@@ -86,6 +86,22 @@ typedef struct ftpool__sleeper {
     int woken;              /* set (under the lock) by whoever wakes it */
 } ftpool__sleeper;
 
+/* A worker as the thread-local value of its thread: its pool, and whether
+ * the job it runs announced ftpool_job_returning(). */
+typedef struct ftpool__self {
+    ftpool_t *pool;
+    int returning;
+} ftpool__self;
+
+/* The pool whose worker the calling thread is, or NULL. */
+static inline ftpool_t *
+ftpool__current(void)
+{
+    ftpool__self *self = ftpool__tls_get();
+
+    return self != NULL ? self->pool : NULL;
+}
+
 /* A native worker thread, kept after it exits until someone joins it. */
 typedef struct ftpool__native {
     ftpool__thread thread;
@@ -103,31 +119,87 @@ enum {
  * write by one thread does not steal the cache line another is using. */
 #define FTPOOL__PAD(name) char name[64]
 
+/* A spin lock for critical sections that never wait and never call user
+ * code, nearly all of a few dozen instructions (the walks along the queue
+ * of cancel and foreach are the rare long ones): one exchange to take it,
+ * a plain store to release it (a mutex pays a read-modify-write for both).
+ * A waiter spins a little, then gives its time slice away, so that a
+ * holder that was preempted gets to run. */
+typedef struct ftpool__spinlock {
+    _Atomic int held;
+} ftpool__spinlock;
+
+void ftpool__spin_lock_slow(ftpool__spinlock *l);
+
+static inline void
+ftpool__spin_lock(ftpool__spinlock *l)
+{
+    if (atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) {
+        ftpool__spin_lock_slow(l);
+    }
+}
+
+static inline void
+ftpool__spin_unlock(ftpool__spinlock *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
 /*
- * Two locks.  `lock` is the consumer side and everything else: it protects
- * the head of the queue, the workers and timers.  `tail_lock` is the
- * producer side: the tail of the queue and the free node list.  A plain
- * submission to the back takes only tail_lock (and `lock` only when a
- * worker must be woken or started), a worker takes only `lock` per job, so
- * a submitter and a worker do not contend while the queue holds two jobs
- * or more.  Whatever needs the whole queue (front insertion, cancel,
- * foreach, stats) takes both, always `lock` first.
+ * Three locks, always taken in this order: `lock`, head_lock, tail_lock.
  *
- * The queue is singly linked from `stub`, a node that is never a job:
- * stub.next is the first job and tail the last (&stub when empty), so an
- * enqueue never touches the head and a dequeue touches the tail only when
- * it takes the last job.
+ * `lock` (a mutex, the one the condition variables wait with) protects the
+ * workers' bookkeeping (sleepers, starting, waking, spinning, exits), the
+ * timers and the waits for idle or for no workers.  head_lock (a spin lock:
+ * see ftpool__spinlock) is the consumer side: the head of the queue and the
+ * counts of a job's life after its submission (nunlinked, nbusy,
+ * completed).  tail_lock (a spin lock) is the producer side: the tail of
+ * the queue, the free node list, the ids and nlinked.
  *
- * Two counters, each written under one lock only, so that the submitter
+ * A plain submission to the back takes only tail_lock (and `lock` only
+ * when a worker must be woken or started).  A worker takes `lock` and
+ * head_lock to take a job after it was asleep, spinning or busy with a
+ * timer run; after a plain job it takes the next plain job (if it may go
+ * on) holding head_lock only, the whole job's accounting included.  So
+ * submitters and workers meet on no lock, and workers meet on a spin lock
+ * held for a few dozen instructions.  Whatever changes the head or walks
+ * the queue (front insertion, cancel, foreach, clear) holds `lock` and
+ * head_lock; it holds tail_lock too if it may touch the tail, and a walk
+ * holds tail_lock only to read the tail (jobs before it change only under
+ * head_lock).  Nothing waits or calls user code while holding a spin lock
+ * (a slab is allocated with tail_lock released; foreach's visitor may not
+ * call into the pool).
+ *
+ * The queue is singly linked from `head`, a dummy node whose job is over:
+ * head->next is the first job and tail the last (head when the queue is
+ * empty).  Taking the first job makes its node the dummy and lets the old
+ * dummy go (as in the queue of Michael and Scott), so a dequeue never
+ * touches the tail, and an enqueue only the tail: a worker may take the
+ * last job while a submitter links one behind it, as long as neither
+ * reads the other's field (a worker does not read the next field of the
+ * job it takes).  The first dummy is `stub`, a node that is never a job
+ * and never freed; a timer's run node never becomes the dummy (its timer
+ * owns it): it is unlinked, under tail_lock.
+ *
+ * Two counters, each written under one lock only, so that the submitters
  * and the workers do not fight over one cache line for every job:
  * nlinked (tail_lock) counts jobs ever linked and is raised only after a
- * job is linked; nunlinked (`lock`) counts jobs ever unlinked (taken or
- * dropped) and is raised only after one is unlinked.  The pending jobs
- * are nlinked - nunlinked.  nlinked only grows, so whoever holds `lock`
- * may rely on at least seen_linked - nunlinked jobs being linked (and
- * visible: nlinked is raised with sequentially consistent
- * read-modify-writes), and reads the submitter's line again only when
- * that snapshot runs short (see pending_hint_locked()).
+ * job is linked; nunlinked (head_lock) counts jobs ever unlinked (taken or
+ * dropped) and is raised when one is unlinked, under the same hold of
+ * head_lock.  Both are raised with a release store, as their only writer.
+ * The pending jobs are nlinked - nunlinked.  nlinked only grows, so
+ * whoever holds head_lock may rely on at least seen_linked - nunlinked
+ * jobs being linked (and visible: it reads nlinked with acquire), and
+ * reads the submitters' line again only when that snapshot runs short (see
+ * pending_hint_head_locked()).  Without head_lock, reading nunlinked
+ * before nlinked gives at least the jobs pending at some instant.
+ *
+ * A submitter that raised nlinked and a worker about to park meet in a
+ * handshake: the worker raises nsleepers and then reads nlinked, the
+ * submitter raises nlinked and then reads nsleepers, so one of them sees
+ * the other.  It is ordered by the asymmetric fences of platform.h: the
+ * light one on the submit path (free on Linux), the heavy one when a
+ * worker parks.
  */
 struct ftpool {
     /* Read-mostly: set at create, or written rarely (and then by holders
@@ -139,47 +211,46 @@ struct ftpool {
     void *hook_arg;
     _Atomic unsigned max_workers;
     /* FTPOOL__RUNNING, or the mode of the last shutdown: it lasts until a
-     * submission finds no worker alive. */
+     * submission finds no worker alive.  Written under `lock`; a shutdown
+     * also holds head_lock, under which a worker checks it before it takes
+     * a job. */
     _Atomic int stopping;
     _Atomic unsigned nactive;   /* see "Workers" below */
     /* Workers on the sleeper stack.  A parking worker raises it and then
      * checks nlinked; a submitter raises nlinked and then checks it: one
-     * of the two always sees the other (see submit()). */
+     * of the two always sees the other (see the handshake above). */
     _Atomic unsigned nsleepers;
     _Atomic int closed;
     FTPOOL__PAD(pad0_);
 
-    /* Protects every field below up to tail_lock that is not _Atomic, and
+    /* Protects every field below up to head_lock that is not _Atomic, and
      * is the only writer lock of those _Atomic counters (which are also
      * read without it).  Held only for short list and counter updates:
      * never while user code (jobs, drop callbacks, hooks, spawn,
      * allocator) runs. */
     ftpool__mutex lock;
 
-    ftpool__job stub;           /* stub.next: the next job to run */
-    /* Jobs ever unlinked (see above); read without a lock by spinning
-     * workers and ftpool_pending(). */
-    _Atomic uint64_t nunlinked;
-    uint64_t seen_linked;       /* a value nlinked has had: a lower bound */
-
     /* Workers.  active: alive and not yet decided to exit (what the maximum
      * limits).  starting: reserved, not yet looking at the queue.  waking:
      * taken off the sleeper stack, not yet looking at the queue.  spinning:
      * found the queue empty and is polling the counters for a moment
      * before it parks (it looks at the queue again before parking).  A
-     * job is covered when pending <= starting + waking + spinning; a
-     * worker is woken or started only for an uncovered job. */
+     * job is covered when pending <= starting + waking + spinning +
+     * returning; a worker is woken or started only for an uncovered job. */
     ftpool__sleeper *sleepers;
     unsigned nstarting, nwaking, nspinning;
+    /* Busy workers whose job announced it returns to the queue right
+     * after (ftpool_job_returning): they cover queued jobs too.  Raised
+     * and lowered by the worker itself without the lock. */
+    _Atomic unsigned nreturning;
     unsigned nrequests;         /* spawn-hook requests not yet claimed */
     int destroying;
     ftpool__native *zombies;    /* exited native threads to join */
 
-    /* Counters readable without the lock (ftpool_workers() etc.). */
+    /* Readable without the lock (ftpool_workers()). */
     _Atomic unsigned nworkers;  /* alive, including starting and exiting */
-    _Atomic unsigned nbusy;
 
-    uint64_t completed, dropped;
+    uint64_t dropped;
 
     /* ftpool_join()/ftpool_wait_idle() sleep on state_cond; whoever makes
      * the last worker leave or the pool idle broadcasts it.  Each of these
@@ -201,22 +272,40 @@ struct ftpool {
     ftpool__thread timer_thread;
     FTPOOL__PAD(pad1_);
 
+    /* The consumer side (see above): protects the fields below up to the
+     * producer side, and is the only writer lock of its _Atomic counters
+     * (which are also read without it). */
+    ftpool__spinlock head_lock;
+    ftpool__job *head;          /* head->next: the next job to run */
+    /* The last of the timer runs queued together at the front, or NULL
+     * when none is queued: a run that falls due later is queued behind
+     * it, so that due runs keep their deadline order. */
+    ftpool__job *timer_front;
+    /* Jobs ever unlinked (see above); read without a lock by spinning
+     * workers and ftpool_pending(). */
+    _Atomic uint64_t nunlinked;
+    uint64_t seen_linked;       /* a value nlinked has had: a lower bound */
+    _Atomic unsigned nbusy;     /* workers running a job */
+    uint64_t completed;
+    ftpool__job stub;           /* the first dummy (see above) */
+    FTPOOL__PAD(pad4_);
+
     /* Protects the fields below (the producer side, see above). */
-    ftpool__mutex tail_lock;
-    ftpool__job *tail;          /* the last job, or &stub */
+    ftpool__spinlock tail_lock;
+    ftpool__job *tail;          /* the last job, or head */
     /* Unused plain-job nodes.  Nodes exist for the deepest the queue has
-     * been (plus what workers hold on their way back, NODE_BATCH each, and
-     * the rest of the last slab) and are not trimmed, so that a steady
-     * stream of jobs allocates nothing; the memory goes back with the
-     * slabs at ftpool_destroy(). */
+     * been (plus the dummy, what workers hold on their way back, NODE_BATCH
+     * each, and the rest of the last slab) and are not trimmed, so that a
+     * steady stream of jobs allocates nothing; the memory goes back with
+     * the slabs at ftpool_destroy(). */
     ftpool__job *free_nodes;
     ftpool__slab *slabs;        /* every node block, for ftpool_destroy() */
     size_t nnodes;              /* nodes in all slabs */
     uint64_t next_id;           /* job and timer ids */
     /* Jobs ever linked (see above), which is also the count of jobs
      * submitted.  On the submitter's line, which it writes anyway; read
-     * without a lock by spinning workers, by ftpool_pending(), and by
-     * holders of `lock` when their snapshot runs short. */
+     * without tail_lock by spinning workers, by ftpool_pending(), and by
+     * holders of head_lock when their snapshot runs short. */
     _Atomic uint64_t nlinked;
     FTPOOL__PAD(pad2_);
     /* Plain-job nodes that workers have given back, a stack pushed to

@@ -2,18 +2,22 @@
  * pool.c - the job queue, the workers, submission, cancellation, shutdown
  * and waiting.
  *
- * Two mutexes (see struct ftpool in internal.h): pool->lock protects the
- * head of the queue and the worker bookkeeping, pool->tail_lock the tail
- * and the free nodes.  A submission to the back takes tail_lock once: pop a
- * free node and link it; it takes pool->lock as well only if a worker must
- * be woken or started - no system call otherwise.  A worker takes
- * pool->lock once per job: account for the job it finished and pop the
- * next.  Threads are started after unlocking, and user code always runs
+ * Three locks (see struct ftpool in internal.h): pool->lock, a mutex,
+ * protects the worker bookkeeping and the timers; pool->head_lock, a spin
+ * lock, the head of the queue and the job counts; pool->tail_lock, a spin
+ * lock, the tail, the free nodes and the ids.  A submission to the back
+ * takes tail_lock once - pop a free node, link it, count it - which costs
+ * it one atomic exchange; it takes pool->lock as well only if a worker
+ * must be woken or started - no system call otherwise.  A worker that
+ * finished a plain job takes the next one holding head_lock only; it takes
+ * pool->lock when it runs out of work, for a timer run, or to retire.
+ * Threads are started after unlocking, and user code always runs
  * unlocked.
  *
  * Job nodes come in slabs and go back for reuse (workers return them in
- * small batches, without a lock) once their job has started or was
- * dropped, so once the queue has been as deep as it gets, no submission
+ * small batches, without a lock) once they have left the queue - a node
+ * whose job was taken stays as the queue's dummy until the next job is
+ * taken - so once the queue has been as deep as it gets, no submission
  * allocates.  A worker that finds the queue empty polls for a new job for
  * a couple of microseconds before it parks: a steady stream of jobs then
  * finds it awake, and the submitter makes no wake-up call.
@@ -48,38 +52,52 @@ static void worker_loop(ftpool_t *pool, ftpool__native *native);
 /* Workers: waking and reserving                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Jobs queued right now; needs `lock` (so that nunlinked is stable).
- * Reads nlinked afresh (sequentially consistent: see the parking worker
- * and queued_needs_nothing()) and keeps it as the snapshot. */
+/* Jobs queued right now; needs head_lock (so that nunlinked is stable).
+ * Reads nlinked afresh and keeps it as the snapshot. */
 static size_t
-pending_locked(ftpool_t *pool)
+pending_head_locked(ftpool_t *pool)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
 
-    pool->seen_linked = atomic_load(&pool->nlinked);
+    /* Acquire: pairs with the release in link_locked(), so the jobs
+     * counted are visible. */
+    pool->seen_linked = atomic_load_explicit(&pool->nlinked,
+                                             memory_order_acquire);
     return (size_t)(pool->seen_linked - done);
 }
 
-/* At least this many jobs are queued; needs `lock`.  Trusts the snapshot
- * of nlinked while it promises two jobs or more (enough for pop_locked()
- * to leave tail_lock alone), so a worker working through a deep queue
- * does not pull the submitter's cache line for every job. */
+/* At least this many jobs are queued; needs head_lock.  Trusts the
+ * snapshot of nlinked while it promises a job, so a worker working through
+ * a deep queue does not pull the submitters' cache line for every job. */
 static size_t
-pending_hint_locked(ftpool_t *pool)
+pending_hint_head_locked(ftpool_t *pool)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
 
-    if (pool->seen_linked >= done + 2) {
+    if (pool->seen_linked > done) {
         return (size_t)(pool->seen_linked - done);
     }
-    return pending_locked(pool);
+    return pending_head_locked(pool);
 }
 
-/* Counts n jobs as unlinked; needs `lock`, the only writer. */
+/* Jobs queued, without head_lock: at least as many as were queued at some
+ * instant during the call (nunlinked is read first; a job is unlinked only
+ * after it was counted in nlinked, so the difference is never negative). */
+static size_t
+pending_now(ftpool_t *pool)
+{
+    uint64_t done = atomic_load_explicit(&pool->nunlinked,
+                                         memory_order_acquire);
+
+    return (size_t)(atomic_load_explicit(&pool->nlinked,
+                                         memory_order_acquire) - done);
+}
+
+/* Counts n jobs as unlinked; needs head_lock, the only writer. */
 static void
-add_unlinked_locked(ftpool_t *pool, size_t n)
+add_unlinked_head_locked(ftpool_t *pool, size_t n)
 {
     uint64_t done = atomic_load_explicit(&pool->nunlinked,
                                          memory_order_relaxed);
@@ -119,8 +137,9 @@ wake_all_locked(ftpool_t *pool)
 static int
 uncovered_locked(ftpool_t *pool)
 {
-    return pending_locked(pool)
-           > (size_t)pool->nstarting + pool->nwaking + pool->nspinning;
+    return pending_now(pool)
+           > (size_t)pool->nstarting + pool->nwaking + pool->nspinning
+             + atomic_load_explicit(&pool->nreturning, memory_order_relaxed);
 }
 
 /* Reserves a worker slot if a queued job is uncovered and the maximum allows
@@ -189,13 +208,18 @@ ftpool__cover_locked(ftpool_t *pool, int finishing)
 void
 ftpool__check_idle_locked(ftpool_t *pool)
 {
+    int idle;
+
     /* The snapshot first: while it shows a job queued, the pool is not
-     * idle and the submitter's line is left alone. */
-    if (atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0
-            && pool->seen_linked
-               <= atomic_load_explicit(&pool->nunlinked,
-                                       memory_order_relaxed)
-            && pending_locked(pool) == 0) {
+     * idle and the submitters' line is left alone. */
+    ftpool__spin_lock(&pool->head_lock);
+    idle = atomic_load_explicit(&pool->nbusy, memory_order_relaxed) == 0
+           && pool->seen_linked
+              <= atomic_load_explicit(&pool->nunlinked,
+                                      memory_order_relaxed)
+           && pending_head_locked(pool) == 0;
+    ftpool__spin_unlock(&pool->head_lock);
+    if (idle) {
         pool->idle_gen++;
         if (pool->state_waiters > 0) {
             ftpool__cond_broadcast(&pool->state_cond);
@@ -329,10 +353,10 @@ add_slab_locked(ftpool_t *pool)
     ftpool__slab *slab;
 
     n = n < SLAB_MIN ? SLAB_MIN : n > SLAB_MAX ? SLAB_MAX : n;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     slab = ftpool__alloc(&pool->alloc,
                          sizeof(*slab) + n * sizeof(slab->nodes[0]));
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     if (slab == NULL) {
         return -1;
     }
@@ -349,29 +373,69 @@ add_slab_locked(ftpool_t *pool)
     return 0;
 }
 
+/* Counts n jobs as linked; needs tail_lock, which makes this the only
+ * writer.  Release: a reader of the count finds the jobs linked. */
+static void
+link_locked(ftpool_t *pool, size_t n)
+{
+    uint64_t linked = atomic_load_explicit(&pool->nlinked,
+                                           memory_order_relaxed);
+
+    atomic_store_explicit(&pool->nlinked, linked + n, memory_order_release);
+}
+
+/* The spin lock's contended path: spins on a read (no writes while it is
+ * held) for about the length of a critical section, then yields between
+ * attempts. */
+void
+ftpool__spin_lock_slow(ftpool__spinlock *l)
+{
+    unsigned spins = 0;
+
+    do {
+        while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+            if (++spins < 16) {
+                ftpool__cpu_relax();
+            }
+            else {
+                ftpool__thread_yield();
+            }
+        }
+    } while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire));
+}
+
 unsigned
 ftpool__push_front_locked(ftpool_t *pool, ftpool__job *first,
                           ftpool__job *last, size_t n)
 {
     unsigned spawn = 0;
 
-    ftpool__mutex_lock(&pool->tail_lock);
-    last->next = pool->stub.next;
-    pool->stub.next = first;
-    if (pool->tail == &pool->stub) {
+    ftpool__job *after;
+
+    ftpool__spin_lock(&pool->head_lock);
+    ftpool__spin_lock(&pool->tail_lock);
+    /* Behind the timer runs still queued at the front (earlier
+     * deadlines), ahead of everything else. */
+    after = pool->timer_front != NULL ? pool->timer_front : pool->head;
+    last->next = after->next;
+    after->next = first;
+    if (pool->tail == after) {
         pool->tail = last;
     }
-    atomic_fetch_add(&pool->nlinked, n);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    pool->timer_front = last;
+    link_locked(pool, n);
+    ftpool__spin_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     while (n-- > 0) {
         spawn += job_queued_locked(pool);
     }
     return spawn;
 }
 
-/* Takes a detached chain of queued jobs out of the accounting as dropped.
- * Timer runs release their timer's reference (finished timers are added to
- * *done); the plain jobs are returned, in order, for their drop callbacks. */
+/* Counts a chain of jobs, unlinked (and counted as such) under head_lock,
+ * as dropped.  Timer runs release their timer's reference (finished timers
+ * are added to *done); the plain jobs are returned, in order, for their
+ * drop callbacks. */
 static ftpool__job *
 release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
                      ftpool__timer **done)
@@ -400,7 +464,6 @@ release_chain_locked(ftpool_t *pool, ftpool__job *chain, size_t *count,
             tailp = &job->next;
         }
     }
-    add_unlinked_locked(pool, n);
     pool->dropped += n;
     ftpool__check_idle_locked(pool);
     *count = n;
@@ -423,10 +486,10 @@ drop_jobs(ftpool_t *pool, ftpool__job *plain)
         last = job;
     }
     if (last != NULL) {
-        ftpool__mutex_lock(&pool->tail_lock);
+        ftpool__spin_lock(&pool->tail_lock);
         last->next = pool->free_nodes;
         pool->free_nodes = plain;
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->tail_lock);
     }
 }
 
@@ -436,11 +499,17 @@ clear_queue_locked(ftpool_t *pool, size_t *count, ftpool__timer **done)
 {
     ftpool__job *chain;
 
-    ftpool__mutex_lock(&pool->tail_lock);
-    chain = pool->stub.next;
-    pool->stub.next = NULL;
-    pool->tail = &pool->stub;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->head_lock);
+    ftpool__spin_lock(&pool->tail_lock);
+    chain = pool->head->next;
+    pool->head->next = NULL;
+    pool->tail = pool->head;
+    pool->timer_front = NULL;
+    /* Exact with both locks: the chain holds every job linked and not
+     * unlinked. */
+    add_unlinked_head_locked(pool, pending_head_locked(pool));
+    ftpool__spin_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     return release_chain_locked(pool, chain, count, done);
 }
 
@@ -475,18 +544,20 @@ take_node_locked(ftpool_t *pool, ftpool__job **job_out)
 /* Whether a job just queued at the back may be left alone: no worker
  * sleeps, the pool runs, and no further worker may be started - so
  * job_queued_locked() would do nothing.  Read without `lock`: nsleepers is
- * read after the job was counted in nlinked, and a parking worker raises
- * nsleepers before it looks at nlinked a last time (both sequentially
- * consistent), so either the worker sees the job or this sees the worker.
- * The other fields change only when workers are started or retire, and a
- * stale read errs towards taking the lock, or is a submission that
- * happened just before the change. */
+ * read after the job was counted in nlinked and a light fence, and a
+ * parking worker raises nsleepers and passes a heavy fence before it looks
+ * at nlinked a last time, so either the worker sees the job or this sees
+ * the worker (see struct ftpool).  The other fields change only when
+ * workers are started or retire, and a stale read errs towards taking the
+ * lock, or is a submission that happened just before the change. */
 static int
 queued_needs_nothing(ftpool_t *pool)
 {
-    return atomic_load(&pool->nsleepers) == 0
-           && atomic_load(&pool->stopping) == FTPOOL__RUNNING
-           && atomic_load(&pool->nactive)
+    ftpool__fence_light();
+    return atomic_load_explicit(&pool->nsleepers, memory_order_relaxed) == 0
+           && atomic_load_explicit(&pool->stopping, memory_order_relaxed)
+              == FTPOOL__RUNNING
+           && atomic_load_explicit(&pool->nactive, memory_order_relaxed)
               >= atomic_load_explicit(&pool->max_workers,
                                       memory_order_relaxed);
 }
@@ -502,21 +573,24 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     if (pool == NULL || fn == NULL || (flags & ~(unsigned)FTPOOL_FRONT)) {
         return FTPOOL_EINVAL;
     }
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     rc = take_node_locked(pool, &job);
     if (rc != FTPOOL_OK) {
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->tail_lock);
         return rc;
     }
     if (front) {
-        /* The head of the queue needs `lock`, which comes first. */
-        ftpool__mutex_unlock(&pool->tail_lock);
+        /* The head of the queue needs `lock` and head_lock, which come
+         * first. */
+        ftpool__spin_unlock(&pool->tail_lock);
         ftpool__mutex_lock(&pool->lock);
-        ftpool__mutex_lock(&pool->tail_lock);
+        ftpool__spin_lock(&pool->head_lock);
+        ftpool__spin_lock(&pool->tail_lock);
         if (atomic_load_explicit(&pool->closed, memory_order_relaxed)) {
             job->next = pool->free_nodes;
             pool->free_nodes = job;
-            ftpool__mutex_unlock(&pool->tail_lock);
+            ftpool__spin_unlock(&pool->tail_lock);
+            ftpool__spin_unlock(&pool->head_lock);
             ftpool__mutex_unlock(&pool->lock);
             return FTPOOL_ESTOPPED;
         }
@@ -532,9 +606,9 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         *id_out = job->id;
     }
     if (front) {
-        job->next = pool->stub.next;
-        pool->stub.next = job;
-        if (pool->tail == &pool->stub) {
+        job->next = pool->head->next;
+        pool->head->next = job;
+        if (pool->tail == pool->head) {
             pool->tail = job;
         }
     }
@@ -543,11 +617,13 @@ submit(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
         pool->tail->next = job;
         pool->tail = job;
     }
-    /* After linking (see struct ftpool); sequentially consistent for
-     * queued_needs_nothing(). */
-    atomic_fetch_add(&pool->nlinked, 1);
-    ftpool__mutex_unlock(&pool->tail_lock);
-    if (!front) {
+    /* After linking (see struct ftpool). */
+    link_locked(pool, 1);
+    ftpool__spin_unlock(&pool->tail_lock);
+    if (front) {
+        ftpool__spin_unlock(&pool->head_lock);
+    }
+    else {
         if (queued_needs_nothing(pool)) {
             return FTPOOL_OK;
         }
@@ -584,10 +660,27 @@ ftpool_submit_ex(ftpool_t *pool, ftpool_fn fn, ftpool_fn drop, void *arg,
     return submit(pool, fn, drop, arg, flags, id_out);
 }
 
+/* The last job queued right now, or pool->head if none; needs head_lock.
+ * The jobs from the first to this one stay linked as they are while
+ * head_lock is held: only holders of head_lock unlink jobs or queue at the
+ * front, and submitters only write the next field of the last job.  So the
+ * queue up to it may be walked without tail_lock, as long as the walk
+ * stops there (and does not read its next field). */
+static ftpool__job *
+last_job_locked(ftpool_t *pool)
+{
+    ftpool__job *last;
+
+    ftpool__spin_lock(&pool->tail_lock);
+    last = pool->tail;
+    ftpool__spin_unlock(&pool->tail_lock);
+    return last;
+}
+
 int
 ftpool_cancel(ftpool_t *pool, uint64_t job_id)
 {
-    ftpool__job *job, *prev, *plain;
+    ftpool__job *job, *prev, *plain, *last;
     ftpool__timer *done = NULL;
     size_t n;
 
@@ -595,25 +688,49 @@ ftpool_cancel(ftpool_t *pool, uint64_t job_id)
         return FTPOOL_EINVAL;
     }
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->head_lock);
     /* A linear search: cancelling is rare next to submitting, and an index
-     * by id would cost every submission. */
-    prev = &pool->stub;
-    for (job = prev->next; job != NULL; prev = job, job = job->next) {
-        if (job->id == job_id) {
-            break;
+     * by id would cost every submission.  Submitters are not held up
+     * meanwhile (see last_job_locked()); a job queued after the search
+     * began is newer than the call. */
+    last = last_job_locked(pool);
+    prev = pool->head;
+    job = NULL;
+    if (last != pool->head) {
+        for (job = prev->next;; prev = job, job = job->next) {
+            if (job->id == job_id) {
+                break;
+            }
+            if (job == last) {
+                job = NULL;
+                break;
+            }
         }
     }
     if (job == NULL) {
-        ftpool__mutex_unlock(&pool->tail_lock);
+        ftpool__spin_unlock(&pool->head_lock);
         ftpool__mutex_unlock(&pool->lock);
         return FTPOOL_ENOTFOUND;
     }
-    prev->next = job->next;
-    if (pool->tail == job) {
-        pool->tail = prev;
+    if (job == pool->timer_front) {
+        /* The runs queued together before it are timer runs too. */
+        pool->timer_front = prev != pool->head && prev->timer != NULL
+                            ? prev : NULL;
     }
-    ftpool__mutex_unlock(&pool->tail_lock);
+    if (job != last) {
+        prev->next = job->next;
+    }
+    else {
+        /* Maybe still the tail, behind which a submitter may link. */
+        ftpool__spin_lock(&pool->tail_lock);
+        prev->next = job->next;
+        if (pool->tail == job) {
+            pool->tail = prev;
+        }
+        ftpool__spin_unlock(&pool->tail_lock);
+    }
+    add_unlinked_head_locked(pool, 1);
+    ftpool__spin_unlock(&pool->head_lock);
     job->next = NULL;
     plain = release_chain_locked(pool, job, &n, &done);
     ftpool__mutex_unlock(&pool->lock);
@@ -647,19 +764,23 @@ ftpool_foreach_queued(ftpool_t *pool,
                       void (*visit)(void *arg, uint64_t id, void *ctx),
                       void *ctx)
 {
-    ftpool__job *job;
+    ftpool__job *job, *last;
     size_t n = 0;
 
     if (pool == NULL || visit == NULL) {
         return 0;
     }
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
-    for (job = pool->stub.next; job != NULL; job = job->next) {
+    ftpool__spin_lock(&pool->head_lock);
+    /* Without tail_lock, up to the last job queued when the walk began
+     * (see last_job_locked()). */
+    last = last_job_locked(pool);
+    for (job = pool->head; job != last;) {
+        job = job->next;
         visit(job->arg, job->id, ctx);
         n++;
     }
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     ftpool__mutex_unlock(&pool->lock);
     return n;
 }
@@ -672,9 +793,9 @@ ftpool_close(ftpool_t *pool)
     }
     /* Under the locks so that no submission is half-way past its check. */
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     atomic_store(&pool->closed, 1);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -728,29 +849,16 @@ spin_for_job(ftpool_t *pool)
     }
 }
 
-/* Nodes of jobs a worker took, not yet given back: each return is an
- * atomic read-modify-write on a line the submitter also uses, so they go
- * back in batches of up to NODE_BATCH, or with no extra cost when the
- * worker holds tail_lock anyway, and whenever it runs out of work (so that
- * an idle pool has all its nodes back). */
+/* Nodes a worker took off the queue, not yet given back: each return is an
+ * atomic read-modify-write on a line the submitters also use, so they go
+ * back in batches of up to NODE_BATCH, and whenever the worker runs out of
+ * work (so that an idle pool has all its nodes back but the dummy). */
 #define NODE_BATCH 32
 
 typedef struct used_nodes {
     ftpool__job *first, *last;
     unsigned n;
 } used_nodes;
-
-/* Gives the used nodes back; tail_lock must be held. */
-static void
-give_back_locked(ftpool_t *pool, used_nodes *u)
-{
-    if (u->n > 0) {
-        u->last->next = pool->free_nodes;
-        pool->free_nodes = u->first;
-        u->first = u->last = NULL;
-        u->n = 0;
-    }
-}
 
 /* Gives the used nodes back without tail_lock, onto pool->returned. */
 static void
@@ -771,8 +879,7 @@ give_back(ftpool_t *pool, used_nodes *u)
     u->n = 0;
 }
 
-/* Puts a taken plain job's node on the used list; its next field is
- * free to reuse once the job is off the queue. */
+/* Puts a node that left the queue on the used list. */
 static void
 add_used(used_nodes *u, ftpool__job *job)
 {
@@ -784,55 +891,116 @@ add_used(used_nodes *u, ftpool__job *job)
     u->n++;
 }
 
-/* Takes the first job off the queue and copies its fields to *out; a
- * plain job's node joins *u.  At least `pending` jobs are linked
- * (as counted with `lock` held: it can only have grown since). */
+/* Takes the first job off the queue and copies its fields to *out; a node
+ * that leaves the queue joins *u.  Needs head_lock, and a job linked (as
+ * counted with head_lock held).  The job's next field is not read: a
+ * submitter may be linking a job behind it. */
 static void
-pop_locked(ftpool_t *pool, size_t pending, ftpool__job *out, used_nodes *u)
+pop_head_locked(ftpool_t *pool, ftpool__job *out, used_nodes *u)
 {
-    ftpool__job *job = pool->stub.next;
+    ftpool__job *dummy = pool->head, *job = dummy->next;
 
-    if (pending >= 2) {
-        /* job is not the last one, so no submitter touches it or the
-         * stub: the head moves on without tail_lock. */
-        *out = *job;
-        pool->stub.next = job->next;
-        if (job->timer == NULL) {
-            add_used(u, job);
-        }
-        if (u->n >= NODE_BATCH) {
-            give_back(pool, u);
+    out->fn = job->fn;
+    out->drop = job->drop;
+    out->arg = job->arg;
+    out->id = job->id;
+    out->timer = job->timer;
+    if (job->timer == NULL) {
+        /* The job's node becomes the dummy and the old dummy leaves the
+         * queue: the tail, which may be this node, stays where it is, so
+         * no submitter is in the way (see struct ftpool). */
+        pool->head = job;
+        if (dummy != &pool->stub) {
+            add_used(u, dummy);
+            if (u->n >= NODE_BATCH) {
+                give_back(pool, u);
+            }
         }
     }
     else {
-        /* Maybe the last job: a submitter may be linking a job behind it
-         * (writing job->next) and moving the tail, so all of it happens
-         * under tail_lock. */
-        ftpool__mutex_lock(&pool->tail_lock);
-        *out = *job;
-        pool->stub.next = job->next;
+        /* A timer's run node belongs to the timer, which may queue it
+         * again or free it, so it cannot stay as the dummy: it is
+         * unlinked, under tail_lock as it may be the last. */
+        ftpool__spin_lock(&pool->tail_lock);
+        dummy->next = job->next;
         if (pool->tail == job) {
-            pool->tail = &pool->stub;
+            pool->tail = dummy;
         }
-        if (job->timer == NULL) {
-            add_used(u, job);
+        ftpool__spin_unlock(&pool->tail_lock);
+        if (job == pool->timer_front) {
+            pool->timer_front = NULL;   /* the last of them */
         }
-        give_back_locked(pool, u);
-        ftpool__mutex_unlock(&pool->tail_lock);
     }
-    add_unlinked_locked(pool, 1);
+    add_unlinked_head_locked(pool, 1);
+}
+
+/* Whether a worker that just finished a plain job may take the next one
+ * holding head_lock only (needs head_lock): a plain job is queued, and the
+ * worker need not retire (no SOON or DROP shutdown - set under head_lock,
+ * so no job is taken after one - and no lowered maximum, which it may
+ * notice a job late).  Everything else goes through `lock`. */
+static int
+may_go_on_head_locked(ftpool_t *pool)
+{
+    int stopping = atomic_load_explicit(&pool->stopping,
+                                        memory_order_relaxed);
+
+    return stopping != FTPOOL_SHUTDOWN_SOON
+           && stopping != FTPOOL_SHUTDOWN_DROP
+           && atomic_load_explicit(&pool->nactive, memory_order_relaxed)
+              <= atomic_load_explicit(&pool->max_workers,
+                                      memory_order_relaxed)
+           && pending_hint_head_locked(pool) > 0
+           && pool->head->next->timer == NULL;
+}
+
+/* A job has returned: it no longer covers a queued job on its own
+ * account (ftpool_job_returning), as the worker is about to look at the
+ * queue. */
+static inline void
+job_returned(ftpool_t *pool, ftpool__self *self)
+{
+    if (self->returning) {
+        self->returning = 0;
+        atomic_fetch_sub(&pool->nreturning, 1);
+    }
+}
+
+/* Runs a plain job the worker took, then, as long as it may go on, the
+ * plain jobs after it, each taken and accounted for holding head_lock only.
+ * Called and returns without a lock; the last job is accounted for. */
+static void
+run_plain_jobs(ftpool_t *pool, ftpool__self *self, ftpool__job *job,
+               used_nodes *used)
+{
+    for (;;) {
+        job->fn(job->arg);
+
+        job_returned(pool, self);
+        ftpool__spin_lock(&pool->head_lock);
+        ftpool__add_u(&pool->nbusy, -1);
+        pool->completed++;
+        if (!may_go_on_head_locked(pool)) {
+            break;
+        }
+        pop_head_locked(pool, job, used);
+        ftpool__add_u(&pool->nbusy, 1);
+        ftpool__spin_unlock(&pool->head_lock);
+    }
+    ftpool__spin_unlock(&pool->head_lock);
 }
 
 static void
 worker_loop(ftpool_t *pool, ftpool__native *native)
 {
     void *outer = ftpool__tls_get();
+    ftpool__self me = {pool, 0};
     ftpool__sleeper self;
     int can_sleep = ftpool__cond_init(&self.cond) == 0;
     int spun = 0;   /* has spun since it last found a job or was woken */
     used_nodes used = {NULL, NULL, 0};
 
-    ftpool__tls_set(pool);
+    ftpool__tls_set(&me);
     if (pool->worker_start != NULL) {
         pool->worker_start(pool->hook_arg);
     }
@@ -841,33 +1009,39 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
     while (can_sleep) {
         unsigned max = atomic_load_explicit(&pool->max_workers,
                                             memory_order_relaxed);
-        size_t pending;
 
         if (pool->stopping == FTPOOL_SHUTDOWN_SOON
                 || pool->stopping == FTPOOL_SHUTDOWN_DROP
                 || pool->nactive > max) {
             break;
         }
-        pending = pending_hint_locked(pool);
-        if (pending > 0) {
+        ftpool__spin_lock(&pool->head_lock);
+        if (pending_hint_head_locked(pool) > 0) {
             ftpool__job job;
             ftpool__timer *t;
 
-            pop_locked(pool, pending, &job, &used);
-            t = job.timer;
+            pop_head_locked(pool, &job, &used);
             ftpool__add_u(&pool->nbusy, 1);
-            if (t != NULL) {
-                t->queued = 0;  /* the next run may be queued now */
-            }
+            ftpool__spin_unlock(&pool->head_lock);
+            t = job.timer;
             spun = 0;
-            ftpool__mutex_unlock(&pool->lock);
+            if (t == NULL) {
+                ftpool__mutex_unlock(&pool->lock);
+                run_plain_jobs(pool, &me, &job, &used);
+                ftpool__mutex_lock(&pool->lock);
+            }
+            else {
+                t->queued = 0;  /* the next run may be queued now */
+                ftpool__mutex_unlock(&pool->lock);
 
-            job.fn(job.arg);
+                job.fn(job.arg);
 
-            ftpool__mutex_lock(&pool->lock);
-            ftpool__add_u(&pool->nbusy, -1);
-            pool->completed++;
-            if (t != NULL) {
+                job_returned(pool, &me);
+                ftpool__mutex_lock(&pool->lock);
+                ftpool__spin_lock(&pool->head_lock);
+                ftpool__add_u(&pool->nbusy, -1);
+                pool->completed++;
+                ftpool__spin_unlock(&pool->head_lock);
                 t = ftpool__timer_run_done_locked(pool, t, 1);
                 if (t != NULL) {
                     ftpool__mutex_unlock(&pool->lock);
@@ -878,8 +1052,9 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
             ftpool__check_idle_locked(pool);
             continue;
         }
+        ftpool__spin_unlock(&pool->head_lock);
         /* Still holding `lock` since the idle check: whoever sees the
-         * pool idle finds every node given back. */
+         * pool idle finds every node given back but the dummy. */
         give_back(pool, &used);
         if (pool->stopping == FTPOOL_SHUTDOWN_FINISH) {
             break;
@@ -904,11 +1079,12 @@ worker_loop(ftpool_t *pool, ftpool__native *native)
         self.woken = 0;
         self.next = pool->sleepers;
         pool->sleepers = &self;
-        /* Sequentially consistent store, then load: pairs with submit()
-         * (see queued_needs_nothing()).  A job queued since nlinked was
-         * read above, by a submitter that saw no sleeper, is taken now. */
-        atomic_store(&pool->nsleepers, atomic_load(&pool->nsleepers) + 1);
-        if (pending_locked(pool) != 0) {
+        /* Store, heavy fence, load: the handshake with submit() (see
+         * queued_needs_nothing()).  A job queued since nlinked was read
+         * above, by a submitter that saw no sleeper, is taken now. */
+        ftpool__add_u(&pool->nsleepers, 1);
+        ftpool__fence_heavy();
+        if (pending_now(pool) != 0) {
             pool->sleepers = self.next;
             ftpool__add_u(&pool->nsleepers, -1);
             continue;
@@ -983,7 +1159,20 @@ ftpool_worker_run(ftpool_t *pool)
 ftpool_t *
 ftpool_current_pool(void)
 {
-    return ftpool__tls_get();
+    return ftpool__current();
+}
+
+void
+ftpool_job_returning(void)
+{
+    ftpool__self *self = ftpool__tls_get();
+
+    if (self != NULL && !self->returning) {
+        self->returning = 1;
+        /* Before whatever the job does next (waking the thread that will
+         * submit): a submitter that sees the job's effect sees this. */
+        atomic_fetch_add(&self->pool->nreturning, 1);
+    }
 }
 
 int
@@ -1052,7 +1241,11 @@ ftpool_shutdown(ftpool_t *pool, unsigned how)
     if ((int)mode > pool->stopping
             || atomic_load_explicit(&pool->nworkers,
                                     memory_order_relaxed) == 0) {
+        /* Under head_lock too: no worker takes a job after a SOON or DROP
+         * shutdown (see may_go_on_head_locked()). */
+        ftpool__spin_lock(&pool->head_lock);
         pool->stopping = (int)mode;
+        ftpool__spin_unlock(&pool->head_lock);
     }
     wake_all_locked(pool);
     /* Finishing needs workers for the queued jobs even if none is left
@@ -1068,6 +1261,27 @@ ftpool_shutdown(ftpool_t *pool, unsigned how)
     return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
 }
 
+int
+ftpool_resume(ftpool_t *pool)
+{
+    unsigned spawn;
+
+    if (pool == NULL) {
+        return FTPOOL_EINVAL;
+    }
+    ftpool__mutex_lock(&pool->lock);
+    if (pool->stopping != FTPOOL__RUNNING) {
+        ftpool__spin_lock(&pool->head_lock);
+        pool->stopping = FTPOOL__RUNNING;
+        ftpool__spin_unlock(&pool->head_lock);
+    }
+    /* Workers that already decided to leave no longer count as active:
+     * the queued jobs they leave behind get workers of their own. */
+    spawn = ftpool__cover_locked(pool, 0);
+    ftpool__mutex_unlock(&pool->lock);
+    return spawn ? ftpool__spawn_workers(pool, spawn) : FTPOOL_OK;
+}
+
 /* What wait_state() waits for. */
 enum {
     WAIT_IDLE,          /* no job queued or running, at some instant */
@@ -1080,10 +1294,19 @@ reached_locked(ftpool_t *pool, int what, uint64_t gen0)
 {
     switch (what) {
     case WAIT_IDLE:
-        return pool->idle_gen != gen0
-               || (pending_locked(pool) == 0
+        if (pool->idle_gen != gen0) {
+            return 1;
+        }
+        {
+            int idle;
+
+            ftpool__spin_lock(&pool->head_lock);
+            idle = pending_head_locked(pool) == 0
                    && atomic_load_explicit(&pool->nbusy,
-                                           memory_order_relaxed) == 0);
+                                           memory_order_relaxed) == 0;
+            ftpool__spin_unlock(&pool->head_lock);
+            return idle;
+        }
     case WAIT_NO_WORKERS:
         if (pool->no_workers_gen != gen0) {
             return 1;
@@ -1095,9 +1318,11 @@ reached_locked(ftpool_t *pool, int what, uint64_t gen0)
     }
 }
 
-/* Waits on state_cond until `what` is reached or timeout_ns has passed. */
+/* Waits on state_cond until `what` is reached (since the generation
+ * `since` of it, or since now if NULL) or timeout_ns has passed. */
 static int
-wait_state(ftpool_t *pool, int what, int64_t timeout_ns)
+wait_state(ftpool_t *pool, int what, int64_t timeout_ns,
+           const uint64_t *since)
 {
     int64_t deadline = 0;
     uint64_t gen0;
@@ -1110,7 +1335,8 @@ wait_state(ftpool_t *pool, int what, int64_t timeout_ns)
                                                 : now + timeout_ns;
     }
     ftpool__mutex_lock(&pool->lock);
-    gen0 = what == WAIT_IDLE ? pool->idle_gen : pool->no_workers_gen;
+    gen0 = since != NULL ? *since
+           : what == WAIT_IDLE ? pool->idle_gen : pool->no_workers_gen;
     while (!reached_locked(pool, what, gen0)) {
         int timed_out = 0;
 
@@ -1151,34 +1377,74 @@ reap_now(ftpool_t *pool)
     reap_zombies(pool, zombies, 0);
 }
 
-int
-ftpool_join(ftpool_t *pool, int64_t timeout_ns)
+void
+ftpool_mark_now(ftpool_t *pool, ftpool_mark *out)
+{
+    ftpool__mutex_lock(&pool->lock);
+    /* A state that holds now has been reached "at or after" the mark: the
+     * mark is then one generation behind, which the waits take as
+     * reached. */
+    out->no_workers = pool->no_workers_gen
+                      - (reached_locked(pool, WAIT_NO_WORKERS_NOW, 0) != 0);
+    out->idle = pool->idle_gen
+                - (reached_locked(pool, WAIT_IDLE, pool->idle_gen) != 0);
+    ftpool__mutex_unlock(&pool->lock);
+}
+
+static int
+join_since(ftpool_t *pool, const uint64_t *since, int64_t timeout_ns)
 {
     int rc;
 
     if (pool == NULL) {
         return FTPOOL_EINVAL;
     }
-    if (ftpool__tls_get() == pool) {
+    if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
-    rc = wait_state(pool, WAIT_NO_WORKERS, timeout_ns);
+    rc = wait_state(pool, WAIT_NO_WORKERS, timeout_ns, since);
     if (rc == FTPOOL_OK) {
         reap_now(pool);
     }
     return rc;
 }
 
-int
-ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
+static int
+wait_idle_since(ftpool_t *pool, const uint64_t *since, int64_t timeout_ns)
 {
     if (pool == NULL) {
         return FTPOOL_EINVAL;
     }
-    if (ftpool__tls_get() == pool) {
+    if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
-    return wait_state(pool, WAIT_IDLE, timeout_ns);
+    return wait_state(pool, WAIT_IDLE, timeout_ns, since);
+}
+
+int
+ftpool_join(ftpool_t *pool, int64_t timeout_ns)
+{
+    return join_since(pool, NULL, timeout_ns);
+}
+
+int
+ftpool_join_since(ftpool_t *pool, const ftpool_mark *since,
+                  int64_t timeout_ns)
+{
+    return join_since(pool, since ? &since->no_workers : NULL, timeout_ns);
+}
+
+int
+ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns)
+{
+    return wait_idle_since(pool, NULL, timeout_ns);
+}
+
+int
+ftpool_wait_idle_since(ftpool_t *pool, const ftpool_mark *since,
+                       int64_t timeout_ns)
+{
+    return wait_idle_since(pool, since ? &since->idle : NULL, timeout_ns);
 }
 
 unsigned
@@ -1219,19 +1485,21 @@ ftpool_get_stats(ftpool_t *pool, ftpool_stats *out)
     if (pool == NULL || out == NULL) {
         return;
     }
-    /* Both locks: submitted and pending change under tail_lock. */
+    /* All locks: busy and completed change under head_lock, submitted
+     * under tail_lock, timers and dropped under `lock`. */
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->head_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     out->workers = atomic_load_explicit(&pool->nworkers,
                                         memory_order_relaxed);
     out->busy = atomic_load_explicit(&pool->nbusy, memory_order_relaxed);
-    out->pending = pending_locked(pool);
+    out->pending = pending_head_locked(pool);
     out->timers = pool->ntimers;
-    out->submitted = atomic_load_explicit(&pool->nlinked,
-                                          memory_order_relaxed);
+    out->submitted = pool->seen_linked;
     out->completed = pool->completed;
     out->dropped = pool->dropped;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->head_lock);
     ftpool__mutex_unlock(&pool->lock);
 }
 
@@ -1271,9 +1539,11 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     pool->worker_end = opts->worker_end;
     pool->hook_arg = opts->hook_arg;
     pool->next_id = 1;
+    pool->head = &pool->stub;
     pool->tail = &pool->stub;
     atomic_init(&pool->stopping, FTPOOL__RUNNING);
     atomic_init(&pool->nactive, 0);
+    atomic_init(&pool->nreturning, 0);
     atomic_init(&pool->nsleepers, 0);
     atomic_init(&pool->max_workers, opts->max_workers);
     atomic_init(&pool->nworkers, 0);
@@ -1283,11 +1553,12 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
     atomic_init(&pool->closed, 0);
     atomic_init(&pool->returned, NULL);
 
+    atomic_init(&pool->head_lock.held, 0);
+    atomic_init(&pool->tail_lock.held, 0);
+    ftpool__fence_init();
+
     if (ftpool__mutex_init(&pool->lock) != 0) {
         goto fail_mutex;
-    }
-    if (ftpool__mutex_init(&pool->tail_lock) != 0) {
-        goto fail_tail_lock;
     }
     if (ftpool__cond_init(&pool->state_cond) != 0) {
         goto fail_state_cond;
@@ -1301,8 +1572,6 @@ ftpool_create(const ftpool_options *opts, ftpool_t **pool_out)
 fail_timer_cond:
     ftpool__cond_destroy(&pool->state_cond);
 fail_state_cond:
-    ftpool__mutex_destroy(&pool->tail_lock);
-fail_tail_lock:
     ftpool__mutex_destroy(&pool->lock);
 fail_mutex:
     ftpool__free(&a, pool);
@@ -1321,13 +1590,13 @@ ftpool_destroy(ftpool_t *pool)
     if (pool == NULL) {
         return FTPOOL_EINVAL;
     }
-    if (ftpool__tls_get() == pool) {
+    if (ftpool__current() == pool) {
         return FTPOOL_EBUSY;
     }
     ftpool__mutex_lock(&pool->lock);
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     atomic_store(&pool->closed, 1);
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     pool->destroying = 1;
     ftpool__mutex_unlock(&pool->lock);
 
@@ -1337,7 +1606,9 @@ ftpool_destroy(ftpool_t *pool)
     ftpool__mutex_lock(&pool->lock);
     done = ftpool__timer_disarm_all_locked(pool, &n);
     plain = clear_queue_locked(pool, &n, &done);
+    ftpool__spin_lock(&pool->head_lock);
     pool->stopping = FTPOOL_SHUTDOWN_DROP;
+    ftpool__spin_unlock(&pool->head_lock);
     wake_all_locked(pool);
     ftpool__mutex_unlock(&pool->lock);
     drop_jobs(pool, plain);
@@ -1345,7 +1616,7 @@ ftpool_destroy(ftpool_t *pool)
 
     /* Running jobs finish (and release their timers); then every worker
      * leaves. */
-    wait_state(pool, WAIT_NO_WORKERS_NOW, -1);
+    wait_state(pool, WAIT_NO_WORKERS_NOW, -1, NULL);
     reap_now(pool);
 
     a = pool->alloc;
@@ -1359,7 +1630,6 @@ ftpool_destroy(ftpool_t *pool)
     ftpool__free(&a, pool->heap);
     ftpool__cond_destroy(&pool->timer_cond);
     ftpool__cond_destroy(&pool->state_cond);
-    ftpool__mutex_destroy(&pool->tail_lock);
     ftpool__mutex_destroy(&pool->lock);
     ftpool__free(&a, pool);
     return FTPOOL_OK;

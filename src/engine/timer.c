@@ -372,9 +372,9 @@ ftpool_timer_at(ftpool_t *pool, int64_t due_ns, int64_t interval_ns,
         return rc;
     }
     /* Ids are shared with jobs, which take theirs under tail_lock. */
-    ftpool__mutex_lock(&pool->tail_lock);
+    ftpool__spin_lock(&pool->tail_lock);
     t->run.id = pool->next_id++;
-    ftpool__mutex_unlock(&pool->tail_lock);
+    ftpool__spin_unlock(&pool->tail_lock);
     pool->ntimers++;
     t->heap_pos = pool->heap_len++;
     pool->heap[t->heap_pos] = t;

@@ -135,38 +135,25 @@ ftp_core_check_spawn(ftp_core *core)
 }
 
 int
-ftp_core_wait(ftp_core *core, int join, int64_t deadline)
+ftp_core_wait_idle(ftp_core *core, int64_t deadline)
 {
-    ftp_workers *w = &core->workers->w;
-
-    return join ? ftp_workers_join(w, deadline)
-                : ftp_workers_wait_idle(w, deadline);
+    return ftp_workers_wait_idle(&core->workers->w, deadline);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Shutdown                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* The argument of the no-op job that restarts the engine (Pool.jobs skips
- * it by its kind). */
-static int nop_arg = FTP_KIND_NOP;
-
-static void
-nop_run(void *arg)
-{
-    (void)arg;
-}
-
-/* After a shutdown the engine starts workers again only for a submission,
- * not for timer runs.  Timers armed across shutdown()/clear() must still
- * run (a schedule outlives shutdown()), so a no-op submission restarts the
- * pool.  0, or -1 with an exception (init_callback). */
+/* After a shutdown the engine starts no worker by itself - for the jobs a
+ * SOON shutdown left, or for timer runs - until a submission finds no
+ * worker alive.  Timers armed across shutdown()/clear() must still run (a
+ * schedule outlives shutdown()), and what shutdown_children() left must
+ * run after clear(): resume ends the shutdown now, whatever workers are
+ * still on their way out. */
 int
-ftp_core_kick(ftp_core *core)
+ftp_core_resume(ftp_core *core)
 {
-    int rc = ftpool_submit(core->pool, nop_run, &nop_arg, NULL);
-
-    if (rc == FTPOOL_ESPAWN) {
+    if (ftpool_resume(core->pool) == FTPOOL_ESPAWN) {
         return ftp_core_check_spawn(core);
     }
     return 0;
@@ -175,21 +162,27 @@ ftp_core_kick(ftp_core *core)
 int
 ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
 {
+    ftpool_mark mark;
     int rc;
 
     ftp_store_int(&core->is_shutdown, 1);
     if (!soon) {
         /* First let the queue run dry while the pool is fully running, so
          * that jobs submitted meanwhile by running jobs (an accept loop)
-         * still get new workers; then let the workers go. */
-        rc = ftp_core_wait(core, 0, deadline);
+         * still get new workers - also the jobs an earlier SOON shutdown
+         * left - then let the workers go. */
+        if (ftp_core_resume(core) < 0) {
+            return -1;
+        }
+        rc = ftp_core_wait_idle(core, deadline);
         if (rc == -1) {
             return -1;
         }
     }
+    ftpool_mark_now(core->pool, &mark);
     ftpool_shutdown(core->pool,
                     soon ? FTPOOL_SHUTDOWN_SOON : FTPOOL_SHUTDOWN_FINISH);
-    rc = ftp_core_wait(core, 1, deadline);
+    rc = ftp_workers_join(&core->workers->w, &mark, deadline);
     if (rc == -2) {
         return 0;       /* from one of our own workers: cannot wait */
     }
@@ -198,7 +191,7 @@ ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
     }
     /* The engine is done with the threads; wait for them to end too, so
      * that finish_callback has run and `children` is up to date. */
-    rc = ftp_workers_join_threads(&core->workers->w, deadline);
+    rc = ftp_workers_join_ended(&core->workers->w, deadline);
     if (rc <= 0) {
         return rc;
     }
@@ -206,7 +199,7 @@ ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon)
     if (rc == 1 && !ftpool_is_closed(core->pool)) {
         ftpool_stats stats;
         ftpool_get_stats(core->pool, &stats);
-        if (stats.timers > 0 && ftp_core_kick(core) < 0) {
+        if (stats.timers > 0 && ftp_core_resume(core) < 0) {
             return -1;
         }
     }

@@ -490,6 +490,7 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
     int wait = 1, cancel_futures = 0;
     exec_data *d = ED(self);
     exec_workers *ew = workers_of(self);
+    ftpool_mark mark;
     ftpool_t *pool;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p$p:shutdown", kwlist,
@@ -501,17 +502,22 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
     }
     pool = ew->w.pool;
     atomic_store(&d->shutdown, 1);
+    /* Closed: a submit() that checked `shutdown` just before is refused by
+     * the engine rather than run by a worker started after the others
+     * left (without the GIL the two race). */
+    ftpool_close(pool);
     if (cancel_futures) {
         ftpool_cancel_all(pool);
     }
+    ftpool_mark_now(pool, &mark);
     ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH);
     if (!wait || ftpool_current_pool() == pool) {
         Py_RETURN_NONE;
     }
     /* The group lives while `self` does: the caller holds it.  The
      * workers leave the engine, then their threads end. */
-    if (ftp_workers_join(&ew->w, -1) < 0
-            || ftp_workers_join_threads(&ew->w, -1) < 0) {
+    if (ftp_workers_join(&ew->w, &mark, -1) < 0
+            || ftp_workers_join_ended(&ew->w, -1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -587,17 +593,83 @@ static PyGetSetDef exec_getset[] = {
     {NULL}
 };
 
+PyDoc_STRVAR(exec_doc,
+"ThreadPoolExecutor(max_workers=None, thread_name_prefix='', "
+"initializer=None, initargs=())\n"
+"--\n"
+"\n"
+"A concurrent.futures executor that runs calls in a pool of threads.\n"
+"\n"
+"A subclass of concurrent.futures.ThreadPoolExecutor, with the same\n"
+"constructor and methods, on the engine of Pool: it can replace the\n"
+"standard executor, also as asyncio's default executor.  map() and the\n"
+"context manager are inherited; submit() returns a Future.\n"
+"\n"
+"max_workers\n"
+"    The most threads running at once.  None (the default): min(32,\n"
+"    cpus + 4), cpus being the CPUs this process may use\n"
+"    (os.process_cpu_count(), else the CPUs of os.sched_getaffinity(0),\n"
+"    else os.cpu_count()), as the standard library since 3.13.\n"
+"\n"
+"thread_name_prefix\n"
+"    Threads are named \"<prefix>_N\"; '' (the default) names them\n"
+"    \"ThreadPoolExecutor-K_N\".\n"
+"\n"
+"initializer\n"
+"    None, or a callable called as initializer(*initargs) in each new\n"
+"    worker thread before it runs any call.  If it raises, the executor\n"
+"    is broken: its pending futures fail with\n"
+"    concurrent.futures.thread.BrokenThreadPool, and so do later\n"
+"    submissions.\n"
+"\n"
+"initargs\n"
+"    The arguments of initializer (a tuple).\n"
+"\n"
+"Raises ValueError if max_workers is 0 or less, and TypeError if\n"
+"initializer is not callable.  An executor may be used from any number of\n"
+"threads, also on free-threaded CPython; each future completes exactly\n"
+"once.");
+
+PyDoc_STRVAR(exec_submit_doc,
+"submit($self, fn, /, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Schedule fn(*args, **kwargs) to run in a worker thread, and return a\n"
+"Future for its outcome.\n"
+"\n"
+"The future is a concurrent.futures.Future: concurrent.futures.wait(),\n"
+"as_completed() and asyncio.wrap_future() accept it.  When asyncio's\n"
+"loop.run_in_executor() (and so asyncio.to_thread()) calls submit(), it\n"
+"returns asyncio's own future, completed from the worker, instead.\n"
+"\n"
+"Raises RuntimeError after shutdown() or at interpreter exit, and\n"
+"BrokenThreadPool if an initializer failed.  Safe to call from any\n"
+"thread.");
+
+PyDoc_STRVAR(exec_shutdown_doc,
+"shutdown($self, /, wait=True, *, cancel_futures=False)\n"
+"--\n"
+"\n"
+"Stop taking work, and let the workers exit once the queue is empty.\n"
+"\n"
+"wait\n"
+"    If true (the default), return only once the workers have run the\n"
+"    queued calls and exited (at once when called from one of them).\n"
+"\n"
+"cancel_futures\n"
+"    If true, cancel the futures whose calls have not started instead of\n"
+"    running them.\n"
+"\n"
+"Later submit() calls raise RuntimeError.  Calling shutdown() again does\n"
+"no harm.");
+
 static PyMethodDef exec_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))exec_submit,
      METH_FASTCALL | METH_KEYWORDS,
-     "submit($self, fn, /, *args, **kwargs)\n--\n\n"
-     "Schedules fn(*args, **kwargs) and returns a Future for its result."},
+     exec_submit_doc},
     {"shutdown", (PyCFunction)(void (*)(void))exec_shutdown,
      METH_VARARGS | METH_KEYWORDS,
-     "shutdown($self, /, wait=True, *, cancel_futures=False)\n--\n\n"
-     "Stops taking work; with wait, returns once the workers have "
-     "finished the queued work and exited.  cancel_futures cancels the "
-     "work that has not started."},
+     exec_shutdown_doc},
     {NULL}
 };
 
@@ -634,11 +706,7 @@ ftp_executor_init_types(PyObject *module, ftp_state *st)
     /* No dealloc/traverse/clear: inherited from the Python base (no object
      * fields here); the finalizer releases the group. */
     PyType_Slot slots[] = {
-        {Py_tp_doc, "ThreadPoolExecutor(max_workers=None, "
-                    "thread_name_prefix='', initializer=None, initargs=())"
-                    "\n--\n\n"
-                    "A concurrent.futures executor that runs calls in a "
-                    "pool of threads."},
+        {Py_tp_doc, (void *)exec_doc},
         {Py_tp_init, exec_init},
         {Py_tp_finalize, exec_finalize},
         {Py_tp_methods, exec_methods},

@@ -226,8 +226,8 @@ struct ftp_workers {
     PyObject *daemon;           /* Thread(daemon=...): True or None */
     PyObject *target;           /* every worker thread's target */
     /* The threads serving the pool, and the ones that left it and may
-     * still be ending (joined by ftp_workers_join_threads); lists, each
-     * update a critical section on the list. */
+     * still be ending (joined by ftp_workers_join_ended); lists, updated
+     * by single list operations. */
     PyObject *threads;
     PyObject *ended;
     atomic_ulong next_n;        /* the next thread's number */
@@ -258,14 +258,18 @@ void ftp_workers_release(ftp_workers *w, int wait);
 /* The exception the last failed spawn left (a new reference, or NULL),
  * for a submission that got FTPOOL_ESPAWN. */
 PyObject *ftp_workers_take_spawn_error(ftp_workers *w);
-/* Waits (ftp_wait_sliced) until no worker is alive (ftpool_join), or no
- * job is queued or running (ftpool_wait_idle).  1: done, 0: timed out,
- * -1: exception, -2: called from one of the group's workers. */
-int ftp_workers_join(ftp_workers *w, int64_t deadline);
+/* Waits (ftp_wait_sliced) until no worker has been alive at some instant
+ * since the mark (taken before the shutdown that lets them go: a worker a
+ * racing submission starts afterwards is not waited for), or until no job
+ * is queued or running.  1: done, 0: timed out, -1: exception, -2: called
+ * from one of the group's workers. */
+int ftp_workers_join(ftp_workers *w, const ftpool_mark *since,
+                     int64_t deadline);
 int ftp_workers_wait_idle(ftp_workers *w, int64_t deadline);
-/* Joins every thread of the group (serving or ending) until the deadline:
- * 1 all ended, 0 not in time, -1 exception. */
-int ftp_workers_join_threads(ftp_workers *w, int64_t deadline);
+/* After ftp_workers_join() succeeded: joins the threads of the workers
+ * that left, until the deadline.  1 all ended, 0 not in time, -1
+ * exception. */
+int ftp_workers_join_ended(ftp_workers *w, int64_t deadline);
 /* The group whose worker the calling thread is, or NULL. */
 ftp_workers *ftp_workers_current(void);
 /* True while the calling thread runs an engine drop callback or the spawn

@@ -692,7 +692,18 @@ finish(PyObject *self, PyObject *result, PyObject *exc)
     d->exception = exc;
     ftp_store_int(&d->state, ST_FINISHED);
     take_done_handout(d, &h);
+    if (d->gc_light && (may_hold_cycle(result) || exc != NULL)) {
+        /* Before anyone sees the outcome (future_released comes later,
+         * from the worker). */
+        gc_pin_locked(self, d);
+    }
     ftp_unlock(&d->lock);
+    /* Whoever sees this outcome - a thread woken below, or one that looks
+     * right after - may submit its next call at once: from a worker, that
+     * call is this worker's next job, not a reason to start another
+     * worker (a caller alternating submit() and result() keeps one
+     * thread, as with the standard executor). */
+    ftpool_job_returning();
     notify_waiters(self, h.waiters,
                    exc != NULL ? "add_exception" : "add_result");
     wake_all(h.cwaiters, cond);
@@ -1430,31 +1441,135 @@ static PyGetSetDef fut_getset[] = {
     {NULL}
 };
 
+PyDoc_STRVAR(fut_doc,
+"Future()\n"
+"--\n"
+"\n"
+"The future of a call submitted to a ThreadPoolExecutor.\n"
+"\n"
+"A subclass of concurrent.futures.Future written in C, with the same\n"
+"methods and behaviour: concurrent.futures.wait(), as_completed() and\n"
+"asyncio.wrap_future() accept it.  Every method may be called from any\n"
+"thread, also on free-threaded CPython: a future completes exactly once,\n"
+"and each callback is called once.  Made directly, Future() is pending\n"
+"until set_running_or_notify_cancel(), set_result() or set_exception() is\n"
+"called, as for an executor of one's own.");
+
+PyDoc_STRVAR(fut_cancel_doc,
+"cancel($self, /)\n"
+"--\n"
+"\n"
+"Cancel the future if its call has not started.\n"
+"\n"
+"Returns True if the future is cancelled (now or before), False if the\n"
+"call is running or has finished.  Cancelling wakes the threads waiting\n"
+"for the future and calls its callbacks.");
+
+PyDoc_STRVAR(fut_cancelled_doc,
+"cancelled($self, /)\n"
+"--\n"
+"\n"
+"Return True if the future was cancelled, and False otherwise.");
+
+PyDoc_STRVAR(fut_running_doc,
+"running($self, /)\n"
+"--\n"
+"\n"
+"Return True if the call is running now, and False if it has not started\n"
+"or is done.");
+
+PyDoc_STRVAR(fut_done_doc,
+"done($self, /)\n"
+"--\n"
+"\n"
+"Return True if the future was cancelled or its call has finished: its\n"
+"state will not change any more.");
+
+PyDoc_STRVAR(fut_result_doc,
+"result($self, /, timeout=None)\n"
+"--\n"
+"\n"
+"Return the call's result, waiting for it if needed.\n"
+"\n"
+"timeout is the most seconds to wait (None: no limit; 0 or negative: do\n"
+"not wait).  Raises concurrent.futures.TimeoutError if it runs out,\n"
+"concurrent.futures.CancelledError if the future was cancelled, and the\n"
+"call's own exception if the call raised one.");
+
+PyDoc_STRVAR(fut_exception_doc,
+"exception($self, /, timeout=None)\n"
+"--\n"
+"\n"
+"Return the exception the call raised, or None if it returned, waiting\n"
+"for it if needed.\n"
+"\n"
+"timeout is the most seconds to wait (None: no limit; 0 or negative: do\n"
+"not wait).  Raises concurrent.futures.TimeoutError if it runs out, and\n"
+"concurrent.futures.CancelledError if the future was cancelled.");
+
+PyDoc_STRVAR(fut_add_done_callback_doc,
+"add_done_callback($self, fn, /)\n"
+"--\n"
+"\n"
+"Call fn(future) once the future is cancelled or finished.\n"
+"\n"
+"If it is done already, fn is called at once in this thread; otherwise in\n"
+"the thread that completes the future, in the order the callbacks were\n"
+"added.  An Exception raised by fn is logged on the concurrent.futures\n"
+"logger and ignored.");
+
+PyDoc_STRVAR(fut_set_running_or_notify_cancel_doc,
+"set_running_or_notify_cancel($self, /)\n"
+"--\n"
+"\n"
+"For executors: mark the future running before its call starts.\n"
+"\n"
+"Returns False if the future was cancelled (its waiters are notified\n"
+"then), True if it is now running.  Raises RuntimeError if it is already\n"
+"running or done.");
+
+PyDoc_STRVAR(fut_set_result_doc,
+"set_result($self, result, /)\n"
+"--\n"
+"\n"
+"For executors: complete the future with result.\n"
+"\n"
+"Wakes the threads waiting for it and calls its callbacks.  Raises\n"
+"concurrent.futures.InvalidStateError if the future is already done.");
+
+PyDoc_STRVAR(fut_set_exception_doc,
+"set_exception($self, exception, /)\n"
+"--\n"
+"\n"
+"For executors: complete the future with exception, an exception instance\n"
+"that result() will raise.\n"
+"\n"
+"Wakes the threads waiting for it and calls its callbacks.  Raises\n"
+"concurrent.futures.InvalidStateError if the future is already done.");
+
 #define FAST (METH_FASTCALL | METH_KEYWORDS)
 
 static PyMethodDef fut_methods[] = {
     {"cancel", fut_cancel, METH_NOARGS,
-     "Cancels the future if it has not started; True if it is cancelled."},
+     fut_cancel_doc},
     {"cancelled", fut_cancelled, METH_NOARGS,
-     "True if the future was cancelled."},
+     fut_cancelled_doc},
     {"running", fut_running, METH_NOARGS,
-     "True if the call is running now."},
+     fut_running_doc},
     {"done", fut_done, METH_NOARGS,
-     "True if the future was cancelled or finished."},
+     fut_done_doc},
     {"result", (PyCFunction)(void (*)(void))fut_result, FAST,
-     "result(timeout=None)\n--\n\nThe call's result; re-raises its "
-     "exception."},
+     fut_result_doc},
     {"exception", (PyCFunction)(void (*)(void))fut_exception, FAST,
-     "exception(timeout=None)\n--\n\nThe call's exception, or None."},
+     fut_exception_doc},
     {"add_done_callback", fut_add_done_callback, METH_O,
-     "Calls fn(future) when the future is done (now if it is done)."},
+     fut_add_done_callback_doc},
     {"set_running_or_notify_cancel", fut_set_running_or_notify_cancel,
-     METH_NOARGS, "For executors: marks the future running; False if it "
-     "was cancelled."},
+     METH_NOARGS, fut_set_running_or_notify_cancel_doc},
     {"set_result", fut_set_result, METH_O,
-     "For executors: completes the future with a result."},
+     fut_set_result_doc},
     {"set_exception", fut_set_exception, METH_O,
-     "For executors: completes the future with an exception."},
+     fut_set_exception_doc},
     {NULL}
 };
 
@@ -1513,8 +1628,7 @@ ftp_future_create_type(PyObject *module)
         {NULL}
     };
     PyType_Slot slots[] = {
-        {Py_tp_doc, "The result of a call submitted to a "
-                    "ThreadPoolExecutor: a concurrent.futures.Future."},
+        {Py_tp_doc, (void *)fut_doc},
         {Py_tp_init, init},
         {Py_tp_repr, fut_repr},
         {Py_tp_setattro, fut_setattro},

@@ -8,11 +8,27 @@
  */
 #include "pool.h"
 
+/* The project's version, from pyproject.toml (setup.py defines it). */
+#ifndef FTP_VERSION
+#  error "FTP_VERSION is not defined: build with setup.py"
+#endif
+
 PyDoc_STRVAR(shutdown_doc,
-"Shutdown(now=True)\n\n"
-"Stop every live Pool.  now=True: refuse new jobs, drop the queued ones,\n"
-"cancel the timers and wait for the running jobs.  now=False: cancel the\n"
-"timers, finish the queued jobs, then shut down.  Registered with atexit.");
+"Shutdown(now=True)\n"
+"--\n"
+"\n"
+"Stop every live Pool of the process, and wait for it.\n"
+"\n"
+"now\n"
+"    If true (the default): refuse new jobs, drop the queued jobs, cancel\n"
+"    the timers, and wait for the running jobs to end.  If false: cancel\n"
+"    the timers, let the queued jobs run, then shut down.\n"
+"\n"
+"Either way every pool refuses new jobs afterwards (PoolStopped), until\n"
+"its clear().  A pool that nobody references any more but that still has\n"
+"work is stopped too; ThreadPoolExecutor objects are not affected.  Waits\n"
+"without a time limit and returns None.  The module registers Shutdown()\n"
+"with atexit, so that pools stop when the interpreter exits.");
 
 static PyObject *
 module_shutdown(PyObject *module, PyObject *args, PyObject *kwds)
@@ -51,6 +67,21 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
+PyDoc_STRVAR(pool_stopped_doc,
+"Raised by a submission to a pool that does not accept jobs.\n"
+"\n"
+"submit() and its variants, map() and the timer methods raise it after\n"
+"Pool.shutdown_children() or Shutdown(), until Pool.clear() reopens the\n"
+"pool.");
+
+PyDoc_STRVAR(pool_callback_doc,
+"Raised by the iterator of Pool.as_completed() when a pool-level callback\n"
+"consumes the entries it would yield.\n"
+"\n"
+"A Pool made with done_callback (\"Using done_callback!\"), or with\n"
+"failed_callback or log_level (\"Using failed_callback!\"), hands its\n"
+"results or failures to those, not to as_completed().");
+
 static int
 add_exception(PyObject *module, const char *name, const char *doc,
               PyObject **out)
@@ -70,17 +101,15 @@ module_exec(PyObject *module)
 {
     ftp_state *st = ftp_get_state(module);
 
-    if (add_exception(module, "PoolStopped",
-                      "Raised by submissions after shutdown_children() or "
-                      "Shutdown().", &st->PoolStopped) < 0
-            || add_exception(module, "PoolCallback",
-                             "Raised by as_completed() when a pool-level "
-                             "callback consumes the results.",
+    if (add_exception(module, "PoolStopped", pool_stopped_doc,
+                      &st->PoolStopped) < 0
+            || add_exception(module, "PoolCallback", pool_callback_doc,
                              &st->PoolCallback) < 0) {
         return -1;
     }
-    if (PyModule_AddStringConstant(module, "LOGGER_NAME",
-                                   FTP_LOGGER_NAME) < 0
+    if (PyModule_AddStringConstant(module, "_version", FTP_VERSION) < 0
+            || PyModule_AddStringConstant(module, "LOGGER_NAME",
+                                          FTP_LOGGER_NAME) < 0
             || PyModule_AddStringConstant(module, "DEFAULT_LOGGING_FORMAT",
                                           FTP_DEFAULT_LOGGING_FORMAT) < 0) {
         return -1;

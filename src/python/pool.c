@@ -714,10 +714,9 @@ pool_clear_meth(ftp_poolobject *self, PyObject *unused)
     ftpool_open(core->pool);
     ftp_rq_unthrottle(core->done, 0);
     ftpool_cancel_all(core->pool);
-    if (atomic_exchange(&core->children_stopped, 0)) {
-        if (ftp_core_kick(core) < 0) {
-            return NULL;
-        }
+    if (atomic_exchange(&core->children_stopped, 0)
+            && ftp_core_resume(core) < 0) {
+        return NULL;
     }
     /* Entries on their way to a pool-level callback are not taken away
      * from it (every result reaches its callback): only a queue nobody
@@ -811,7 +810,7 @@ pool_wait_idle(ftp_poolobject *self, PyObject *args, PyObject *kwds)
     if (ftp_parse_deadline(timeout, &deadline) < 0) {
         return NULL;
     }
-    rc = ftp_core_wait(core, 0, deadline);
+    rc = ftp_core_wait_idle(core, deadline);
     if (rc == -2) {
         PyErr_SetString(PyExc_RuntimeError,
                         "wait_idle() from a job of the same pool would "
@@ -927,7 +926,7 @@ copy_queued(void *arg, uint64_t id, void *ctx_)
     int kind = *(int *)arg;
     queued_job *q;
 
-    if (kind == FTP_KIND_NOP || ctx->oom) {
+    if (ctx->oom) {
         return;
     }
     if (ctx->n == ctx->cap) {
@@ -1187,6 +1186,599 @@ get_done_max(ftp_poolobject *self, void *c)
     return PyLong_FromSsize_t(core->done_max);
 }
 
+/* ---- docstrings --------------------------------------------------------- */
+
+PyDoc_STRVAR(pool_doc,
+"Pool(max_children=-9999, child_name_prefix=None, init_callback=None, "
+"init_args=None, finish_callback=None, done_callback=None, "
+"failed_callback=None, log_level=0, result_id=False, exc_stack=False, "
+"exc_args=False, done_max=0)\n"
+"--\n"
+"\n"
+"A pool of worker threads that run jobs.\n"
+"\n"
+"A job is a call fn(*args, **kwargs), queued by submit() and its\n"
+"variants, by map() or by a timer (submit_later(), schedule(),\n"
+"submit_at()).  What it returns is stored in `done` and what it raises\n"
+"(any BaseException) in `failed`, unless callbacks take them.  Workers\n"
+"are daemon threads, started on demand up to max_children, and exit at\n"
+"shutdown().  The parameters may also be given by position, in this\n"
+"order; each can be read back as a read-only attribute of the same name.\n"
+"\n"
+"max_children\n"
+"    The most worker threads running at once.  -9999 or less (the\n"
+"    default) or None: the number of CPUs this process may use\n"
+"    (os.process_cpu_count(), else the CPUs of os.sched_getaffinity(0),\n"
+"    else os.cpu_count()); a positive number: that many; 0 or a negative\n"
+"    number: that number of CPUs plus it.\n"
+"\n"
+"child_name_prefix\n"
+"    Workers are named \"<prefix>-N\"; None or an empty str names them\n"
+"    \"ThreadPool<id>-N\", where <id> is id() of the pool.\n"
+"\n"
+"init_callback\n"
+"    None, or a callable called as init_callback(thread, *init_args) for\n"
+"    every new worker, in the thread that starts it, before it starts:\n"
+"    the place to attach per-thread state to the threading.Thread.  If it\n"
+"    raises, the exception propagates from the submission that wanted the\n"
+"    worker, and the job stays queued.\n"
+"\n"
+"init_args\n"
+"    The extra arguments of init_callback: an iterable, or None for none.\n"
+"\n"
+"finish_callback\n"
+"    None, or a callable called with no arguments in each worker thread\n"
+"    as it exits.\n"
+"\n"
+"done_callback\n"
+"    Where the results of submit() go: None or True stores them in\n"
+"    `done`, False discards them, a callable receives each one, in order,\n"
+"    in a thread of its own (ThreadPoolDone).\n"
+"\n"
+"failed_callback\n"
+"    None, or a callable that receives each failure entry, in order, in a\n"
+"    thread of its own (ThreadPoolFailed).\n"
+"\n"
+"log_level\n"
+"    A logging level.  If positive, each failure is logged with its\n"
+"    traceback on the logger named LOGGER_NAME, unless failed_callback is\n"
+"    set; 0 and None: no logging.\n"
+"\n"
+"result_id\n"
+"    If true, submit() and its variants return the job's id, and results\n"
+"    are stored as (job_id, value).\n"
+"\n"
+"exc_stack\n"
+"    If true, failures carry the formatted traceback (a str) instead of\n"
+"    the exception.\n"
+"\n"
+"exc_args\n"
+"    If true, failures also carry the job's args tuple and kwargs dict.\n"
+"\n"
+"done_max\n"
+"    0 (the default): no limit.  Otherwise a worker that stored a result\n"
+"    waits while `done` holds done_max results or more, until some are\n"
+"    consumed.\n"
+"\n"
+"Raises TypeError for an argument of the wrong type, and ValueError if\n"
+"max_children resolves to less than 1 or done_max is negative.\n"
+"\n"
+"A pool may be used from any number of threads, also on free-threaded\n"
+"CPython: every accepted job either runs or is dropped (by cancel(),\n"
+"clear() or a shutdown), exactly once.  As a context manager, the pool is\n"
+"shut down when the block ends, after all its queued jobs have run.");
+
+PyDoc_STRVAR(pool_submit_doc,
+"submit($self, /, fn, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Queue the job fn(*args, **kwargs) at the back of the queue.\n"
+"\n"
+"Its result follows the pool's done_callback setting: by default it is\n"
+"stored in `done`.  If fn is a generator function, the job runs the\n"
+"generator to its end and each value it yields is one result.  A job\n"
+"cannot receive a keyword argument named fn; wrap such a call in\n"
+"functools.partial.\n"
+"\n"
+"Returns None, or the job's id (an int unique for the pool's lifetime) if\n"
+"the pool was made with result_id=True.  Raises TypeError if fn is not\n"
+"callable, PoolStopped after shutdown_children() or Shutdown() (until\n"
+"clear()), and what init_callback raises if a worker is started for the\n"
+"job (the job stays queued).  Safe to call from any thread, also from a\n"
+"job of the same pool.");
+
+PyDoc_STRVAR(pool_submit_done_doc,
+"submit_done($self, /, fn, done_callback, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Queue fn(*args, **kwargs) at the back, with a done mode of its own.\n"
+"\n"
+"done_callback decides where the job's results go, whatever the pool's\n"
+"setting: True or None stores them in `done`, False discards them, and a\n"
+"callable receives each one as done_callback(result) in the worker\n"
+"thread, right after the job.  Such a callback runs concurrently with\n"
+"other workers, so it must be thread-safe; if it raises, the exception is\n"
+"recorded in `failed` as a failure of the job.  A job cannot receive\n"
+"keyword arguments named fn or done_callback.\n"
+"\n"
+"Returns None, or the job's id with result_id=True.  Raises TypeError if\n"
+"fn is not callable or done_callback is neither True, False, None nor a\n"
+"callable, and PoolStopped after shutdown_children() or Shutdown().");
+
+PyDoc_STRVAR(pool_submit_first_doc,
+"submit_first($self, /, fn, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Queue fn(*args, **kwargs) at the front of the queue, to run next.\n"
+"\n"
+"Several submit_first() calls run in reverse order (last in, first out).\n"
+"The result is stored in `done` (and so reaches a pool-level\n"
+"done_callback) even in a Pool(done_callback=False), as in fastthreadpool\n"
+"1.x.\n"
+"\n"
+"Returns None, or the job's id with result_id=True.  Raises TypeError if\n"
+"fn is not callable, and PoolStopped after shutdown_children() or\n"
+"Shutdown().");
+
+PyDoc_STRVAR(pool_submit_done_first_doc,
+"submit_done_first($self, /, fn, done_callback, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Queue fn(*args, **kwargs) at the front of the queue, with a done mode.\n"
+"\n"
+"As submit_first(), the job runs next, before the jobs already queued; as\n"
+"submit_done(), done_callback decides where its results go: True or None\n"
+"stores them in `done`, False discards them, and a callable receives each\n"
+"one in the worker thread.\n"
+"\n"
+"Returns None, or the job's id with result_id=True.  Raises TypeError if\n"
+"fn is not callable or done_callback is not a valid done mode, and\n"
+"PoolStopped after shutdown_children() or Shutdown().");
+
+PyDoc_STRVAR(pool_submit_later_doc,
+"submit_later($self, /, delay, fn, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Run fn(*args, **kwargs) once, delay seconds from now.\n"
+"\n"
+"delay is a number of seconds (0 or negative: at once).  When the timer\n"
+"fires, the job is queued at the front of the queue and runs on a worker\n"
+"like any other; its result is stored in `done`, even in a\n"
+"Pool(done_callback=False), as (timer_id, value) with result_id=True.\n"
+"Armed timers keep running after shutdown(): cancel them first.\n"
+"\n"
+"Returns a TimerObj, listed in `delayed` until the job is queued; stop it\n"
+"with its cancel() method or with cancel(False, timer).  Raises TypeError\n"
+"if delay is not a number or fn is not callable, ValueError if delay is\n"
+"NaN or out of range, and PoolStopped after shutdown_children() or\n"
+"Shutdown().");
+
+PyDoc_STRVAR(pool_submit_done_later_doc,
+"submit_done_later($self, /, delay, fn, done_callback, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Run fn(*args, **kwargs) once, delay seconds from now, with a done mode.\n"
+"\n"
+"As submit_later(): delay is a number of seconds (0 or negative: at\n"
+"once), and the job is queued at the front when the timer fires.\n"
+"done_callback decides where the results go: True or None stores them in\n"
+"`done`, False discards them, and a callable receives each one in the\n"
+"worker thread.\n"
+"\n"
+"Returns a TimerObj, listed in `delayed` until the job is queued.  Raises\n"
+"TypeError if delay is not a number, fn is not callable or done_callback\n"
+"is not a valid done mode, ValueError if delay is NaN or out of range,\n"
+"and PoolStopped after shutdown_children() or Shutdown().");
+
+PyDoc_STRVAR(pool_submit_at_doc,
+"submit_at($self, /, _runat, interval, fn, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Run fn(*args, **kwargs) at a wall-clock time, then every interval\n"
+"seconds.\n"
+"\n"
+"_runat is a time as time.time() returns it (seconds since the epoch) or\n"
+"a time.struct_time in local time (as time.localtime() returns it); a\n"
+"time up to one second in the past runs at once.  With interval 0 or less\n"
+"the job runs once; otherwise it runs again every interval seconds, each\n"
+"run due one interval after the previous due time, so that late runs do\n"
+"not shift the later ones, and a run still queued when the next falls due\n"
+"is not queued twice.  Each run is queued at the front of the queue and\n"
+"its result stored in `done`, as with submit_later().\n"
+"\n"
+"Returns a TimerObj, listed in `scheduled` while it is armed.  Raises\n"
+"TypeError if _runat or interval is not a number or fn is not callable,\n"
+"ValueError if _runat is more than one second in the past, or a value is\n"
+"NaN or out of range, and PoolStopped after shutdown_children() or\n"
+"Shutdown().");
+
+PyDoc_STRVAR(pool_submit_done_at_doc,
+"submit_done_at($self, /, _runat, interval, fn, done_callback, *args, "
+"**kwargs)\n"
+"--\n"
+"\n"
+"Run fn(*args, **kwargs) at a wall-clock time, then every interval\n"
+"seconds, with a done mode.\n"
+"\n"
+"As submit_at(): the job runs at _runat (a time.time() value or a\n"
+"time.struct_time), then every interval seconds if interval is positive.\n"
+"done_callback decides where the results go: True or None stores them in\n"
+"`done`, False discards them, and a callable receives each one in the\n"
+"worker thread.\n"
+"\n"
+"Returns a TimerObj, listed in `scheduled` while it is armed.  Raises\n"
+"TypeError, ValueError and PoolStopped as submit_at() does, and TypeError\n"
+"if done_callback is not a valid done mode.");
+
+PyDoc_STRVAR(pool_schedule_doc,
+"schedule($self, /, interval, fn, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Run fn(*args, **kwargs) every interval seconds, the first time interval\n"
+"seconds from now.\n"
+"\n"
+"With interval 0 or less the job runs once, at once.  Runs do not drift:\n"
+"each is due one interval after the previous due time, and a run still\n"
+"queued when the next falls due is not queued twice.  Each run is queued\n"
+"at the front of the queue and its result stored in `done`, as with\n"
+"submit_later().  A schedule keeps running after shutdown(); stop it with\n"
+"its cancel() method.\n"
+"\n"
+"Returns a TimerObj, listed in `scheduled` while it is armed.  Raises\n"
+"TypeError if interval is not a number or fn is not callable, ValueError\n"
+"if interval is NaN or out of range, and PoolStopped after\n"
+"shutdown_children() or Shutdown().");
+
+PyDoc_STRVAR(pool_schedule_done_doc,
+"schedule_done($self, /, interval, fn, done_callback, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Run fn(*args, **kwargs) every interval seconds, with a done mode.\n"
+"\n"
+"As schedule(): the job runs every interval seconds, the first time\n"
+"interval seconds from now (once, at once, if interval is 0 or less).\n"
+"done_callback decides where the results go: True or None stores them in\n"
+"`done`, False discards them, and a callable receives each one in the\n"
+"worker thread.\n"
+"\n"
+"Returns a TimerObj, listed in `scheduled` while it is armed.  Raises\n"
+"TypeError, ValueError and PoolStopped as schedule() does, and TypeError\n"
+"if done_callback is not a valid done mode.");
+
+PyDoc_STRVAR(pool_map_doc,
+"map($self, /, fn, itr, done_callback=True, direct=True, unpack_args=None)\n"
+"--\n"
+"\n"
+"Call fn for every item of itr on the pool's workers; return None at\n"
+"once.\n"
+"\n"
+"A few pool jobs (at most max_children) share one iterator over itr and\n"
+"draw items from it in small batches, one worker at a time: itr may be\n"
+"any iterable, a generator too (it is never resumed by two threads at\n"
+"once), and it is consumed as the work proceeds.  Wait for the results\n"
+"with wait_idle(), shutdown(), join() or as_completed().\n"
+"\n"
+"unpack_args decides how an item is passed: None (the default) calls\n"
+"fn(*item) if the item is a tuple and fn(item) otherwise; True always\n"
+"calls fn(*item), False always fn(item).  If fn is a generator function,\n"
+"each value it yields is one result.\n"
+"\n"
+"done_callback is the done mode of the results: True or None stores them\n"
+"in `done` (never with a job id, even with result_id=True), False\n"
+"discards them, and a callable receives each one in the worker thread.\n"
+"The pool's own done_callback setting is not consulted.  direct is\n"
+"accepted for compatibility with fastthreadpool 1.x and changes nothing.\n"
+"\n"
+"A failing item is recorded in `failed` with job id 0 and the item as its\n"
+"args, and the other items go on; an exception raised by the iterator\n"
+"itself ends the map and is recorded the same way.  Raises TypeError if\n"
+"fn is not callable or done_callback is not a valid done mode,\n"
+"PoolStopped after shutdown_children() or Shutdown(), and what iter(itr)\n"
+"raises.");
+
+PyDoc_STRVAR(pool_as_completed_doc,
+"as_completed($self, /, wait=None, cnt_max=0)\n"
+"--\n"
+"\n"
+"Return an iterator over the results and failures, as jobs complete.\n"
+"\n"
+"Each entry is taken out of `done` or `failed` (which decrements done_cnt\n"
+"or failed_cnt and lets workers held by done_max go on) and yielded as it\n"
+"was stored: results and failures come in one stream, to be told apart by\n"
+"their type or shape.  Within one pass the results available come before\n"
+"the failures.  The iterator waits for events; it does not poll.\n"
+"\n"
+"wait\n"
+"    None or True (the default): stop once nothing is queued or running\n"
+"    and both queues are empty.  False, 0 or a negative number: stop\n"
+"    after one pass over what is stored now.  A positive number of\n"
+"    seconds: stop when the time is up, or earlier once everything was\n"
+"    consumed.\n"
+"\n"
+"cnt_max\n"
+"    If positive, stop after that many entries; a later call goes on from\n"
+"    there.\n"
+"\n"
+"Timers that have not fired are not waited for.  One iterator may be\n"
+"shared by several threads: each entry goes to exactly one of them, and\n"
+"together they get at most cnt_max entries.\n"
+"\n"
+"Raises TypeError if wait is not a number, and ValueError if it is NaN.\n"
+"The first next() raises PoolCallback if the pool has a pool-level\n"
+"done_callback, failed_callback or log_level (they consume the queues),\n"
+"and RuntimeError if wait sets no time limit and it runs in a job of the\n"
+"same pool, which would wait for itself forever.");
+
+PyDoc_STRVAR(pool_cancel_doc,
+"cancel($self, /, job_id=None, timer=None)\n"
+"--\n"
+"\n"
+"Remove queued jobs, and stop timers.\n"
+"\n"
+"job_id\n"
+"    The id of a job, as submit() and its variants return it with\n"
+"    result_id=True: remove that job if it is still queued, and return\n"
+"    True if it was, False if it has started, ended or never existed.\n"
+"    None (the default): remove every queued job and return True.  False:\n"
+"    remove none and return True.  True or anything else: remove none and\n"
+"    return False.\n"
+"\n"
+"timer\n"
+"    A TimerObj of this pool: stop it (one of another pool is ignored).\n"
+"    True: stop every timer of the pool.  None or False (the default):\n"
+"    stop none.  The return value does not tell whether a timer was\n"
+"    stopped; TimerObj.cancel() does.\n"
+"\n"
+"A removed job never runs and stores nothing.  Running jobs cannot be\n"
+"cancelled.  Beware: as in fastthreadpool 1.x, the default job_id=None\n"
+"clears the whole queue, and submit() returns None without result_id, so\n"
+"pool.cancel(pool.submit(...)) clears everything; to stop a timer only,\n"
+"call cancel(False, timer).  Raises TypeError if timer is of another\n"
+"type.");
+
+PyDoc_STRVAR(pool_clear_doc,
+"clear($self, /)\n"
+"--\n"
+"\n"
+"Drop the queued jobs and the stored results, and reopen the pool.\n"
+"\n"
+"The queued jobs are removed without running, and `done` and `failed` are\n"
+"emptied (done_cnt and failed_cnt go to 0), except a queue that a\n"
+"pool-level callback consumes: its entries still reach the callback.  A\n"
+"pool closed by shutdown_children() or Shutdown() accepts jobs again.\n"
+"Running jobs go on (their results arrive afterwards), timers are not\n"
+"cancelled, and nothing is waited for.");
+
+PyDoc_STRVAR(pool_shutdown_doc,
+"shutdown($self, /, timeout=None, soon=False)\n"
+"--\n"
+"\n"
+"Let the workers end and wait for them.\n"
+"\n"
+"With soon=False (the default) the workers run the queue until it is\n"
+"empty, including the jobs that running jobs submit meanwhile, then exit.\n"
+"With soon=True they exit after their current job, and the queued jobs\n"
+"stay queued (see `jobs`).  timeout is the most seconds to wait (None: no\n"
+"limit).\n"
+"\n"
+"Returns True once no worker is alive and the pool-level callbacks have\n"
+"received every entry, False if timeout ran out first (the shutdown goes\n"
+"on).  From a job of the same pool, which cannot wait for its own pool,\n"
+"it returns False at once.  Raises TypeError if timeout is not a number,\n"
+"and ValueError if it is NaN.\n"
+"\n"
+"The pool stays usable: `is_shutdown` becomes True and the next\n"
+"submission starts workers again.  Armed timers are not cancelled: they\n"
+"keep running and start workers for their runs; stop them first with\n"
+"cancel(False, True), or use Shutdown().");
+
+PyDoc_STRVAR(pool_shutdown_children_doc,
+"shutdown_children($self, /)\n"
+"--\n"
+"\n"
+"Close the pool: refuse new jobs, and let the workers exit after their\n"
+"current job; do not wait.\n"
+"\n"
+"Submissions raise PoolStopped until clear().  The queued jobs stay\n"
+"queued (see `jobs`): nothing is dropped.  Workers held by done_max are\n"
+"released.");
+
+PyDoc_STRVAR(pool_cleanup_children_doc,
+"cleanup_children($self, /)\n"
+"--\n"
+"\n"
+"Remove from `children` the worker threads that are no longer alive.\n"
+"\n"
+"A worker that exits removes itself from `children`, so this is seldom\n"
+"needed; it is kept for compatibility with fastthreadpool 1.x.");
+
+PyDoc_STRVAR(pool_join_doc,
+"join($self, /, timeout=None)\n"
+"--\n"
+"\n"
+"Same as shutdown(timeout, soon=False): let the workers run the queue\n"
+"until it is empty, then exit, and wait for them.\n"
+"\n"
+"timeout is the most seconds to wait (None: no limit).  Returns True once\n"
+"no worker is alive, False if timeout ran out first or when called from a\n"
+"job of the same pool.  Raises TypeError if timeout is not a number, and\n"
+"ValueError if it is NaN.");
+
+PyDoc_STRVAR(pool_wait_idle_doc,
+"wait_idle($self, /, timeout=None)\n"
+"--\n"
+"\n"
+"Wait until no job is queued or running; the workers stay.\n"
+"\n"
+"timeout is the most seconds to wait (None: no limit).  Returns True once\n"
+"the pool is idle (at once on a fresh pool), False if timeout ran out\n"
+"first.  Timers that have not fired are not waited for.  Raises\n"
+"RuntimeError when called from a job of the same pool, which would wait\n"
+"for itself forever, TypeError if timeout is not a number, and ValueError\n"
+"if it is NaN.");
+
+PyDoc_STRVAR(pool_enter_doc,
+"__enter__($self, /)\n"
+"--\n"
+"\n"
+"Return the pool itself, for a with statement.\n"
+"\n"
+"When the block ends, __exit__() shuts the pool down after all its queued\n"
+"jobs have run.");
+
+PyDoc_STRVAR(pool_exit_doc,
+"__exit__($self, /, *args)\n"
+"--\n"
+"\n"
+"Shut the pool down at the end of a with block, as shutdown() does\n"
+"without a timeout.\n"
+"\n"
+"All queued jobs run first; the call returns once the workers have\n"
+"exited.  args (the exception type, value and traceback, or three Nones)\n"
+"are ignored: an exception raised in the block propagates after the\n"
+"shutdown.");
+
+PyDoc_STRVAR(pool_alive_doc,
+"The number of worker threads alive (an int), counted among `children`.");
+
+PyDoc_STRVAR(pool_busy_doc,
+"The number of workers running a job right now (an int).");
+
+PyDoc_STRVAR(pool_pending_doc,
+"The number of jobs running plus jobs queued (an int).\n"
+"\n"
+"Timers are not counted until their runs are queued; a map() counts as\n"
+"the few pool jobs that share its iterator, not as its items.");
+
+PyDoc_STRVAR(pool_jobs_doc,
+"A snapshot of the queued jobs: a new collections.deque of (fn,\n"
+"done_mode, args, kwargs) tuples, in queue order.\n"
+"\n"
+"done_mode is True (store), False (discard) or a callable; a map()\n"
+"appears as one entry per pool job it uses, with empty args.  Safe to\n"
+"read while the pool runs; changing the deque does not change the queue.");
+
+PyDoc_STRVAR(pool_done_doc,
+"The results: a ResultQueue (a thread-safe, deque-like FIFO), in the\n"
+"order the jobs completed.\n"
+"\n"
+"An entry is what a job returned, or (job_id, value) with result_id=True\n"
+"(map() results never carry an id).  Take entries out with popleft() or\n"
+"as_completed(): each is removed by exactly one consumer, however many\n"
+"threads consume at once.  The same object for the pool's lifetime.");
+
+PyDoc_STRVAR(pool_done_cnt_doc,
+"A Semaphore whose value is the number of entries of `done` not consumed\n"
+"yet.\n"
+"\n"
+"Every entry stored releases one permit, and every removal (popleft(),\n"
+"pop(), clear(), as_completed()) takes one.  Read its value: acquiring it\n"
+"yourself before a popleft() would take a second permit for one entry.");
+
+PyDoc_STRVAR(pool_failed_doc,
+"The failures: a ResultQueue (a thread-safe, deque-like FIFO), in the\n"
+"order they happened.\n"
+"\n"
+"An entry is E; (E, args, kwargs) with exc_args=True; (job_id, E) with\n"
+"result_id=True; or (job_id, E, args, kwargs) with both.  E is the\n"
+"exception, or with exc_stack=True its formatted traceback (a str).\n"
+"job_id is 0 for a map() item and for an exception raised by a pool-level\n"
+"done_callback.  Each entry is removed by exactly one consumer.");
+
+PyDoc_STRVAR(pool_failed_cnt_doc,
+"A Semaphore whose value is the number of entries of `failed` not\n"
+"consumed yet.\n"
+"\n"
+"Every failure stored releases one permit, and every removal (popleft(),\n"
+"pop(), clear(), as_completed()) takes one.  Read its value: acquiring it\n"
+"yourself before a popleft() would take a second permit for one entry.");
+
+PyDoc_STRVAR(pool_children_doc,
+"A tuple of the worker threads (threading.Thread objects) started and not\n"
+"yet ended.\n"
+"\n"
+"Inside a job, threading.current_thread() is one of them, with a tnum\n"
+"attribute (the N of its name) and what init_callback attached to it.");
+
+PyDoc_STRVAR(pool_child_cnt_doc,
+"The number of worker threads started and not yet ended (an int): the\n"
+"length of `children`.");
+
+PyDoc_STRVAR(pool_delayed_doc,
+"A snapshot collections.deque of the TimerObj handles of the armed\n"
+"submit_later() and submit_done_later() timers, oldest first.\n"
+"\n"
+"A timer leaves it once its job is queued or it is cancelled.");
+
+PyDoc_STRVAR(pool_scheduled_doc,
+"A snapshot collections.deque of the TimerObj handles of the armed\n"
+"schedule() and submit_at() timers (and their _done forms), oldest first.\n"
+"\n"
+"A timer leaves it once it is cancelled; a timer that runs once leaves it\n"
+"when its job is queued.");
+
+PyDoc_STRVAR(pool_is_shutdown_doc,
+"True once shutdown() or join() was called (also by Shutdown() or at the\n"
+"end of a with block); a bool, never reset.\n"
+"\n"
+"shutdown_children() does not set it.");
+
+PyDoc_STRVAR(pool_max_children_doc,
+"The most worker threads the pool runs at once (an int): the\n"
+"constructor's max_children, resolved (the default gives the number of\n"
+"CPUs).");
+
+PyDoc_STRVAR(pool_child_name_prefix_doc,
+"The child_name_prefix given to the constructor (a str, or None).\n"
+"\n"
+"Workers are named \"<prefix>-N\", or \"ThreadPool<id>-N\" (where <id> is\n"
+"id() of the pool) if it is None or empty.");
+
+PyDoc_STRVAR(pool_init_callback_doc,
+"The init_callback given to the constructor (a callable, or None), called\n"
+"as init_callback(thread, *init_args) for every new worker before it\n"
+"starts.");
+
+PyDoc_STRVAR(pool_init_args_doc,
+"The init_args given to the constructor, as given (an empty tuple for\n"
+"None): the extra arguments of init_callback.");
+
+PyDoc_STRVAR(pool_finish_callback_doc,
+"The finish_callback given to the constructor (a callable, or None),\n"
+"called with no arguments in each worker thread as it exits.");
+
+PyDoc_STRVAR(pool_done_callback_doc,
+"The pool-level done mode given to the constructor: None (the results of\n"
+"submit() are stored in `done`; True reads back as None), False\n"
+"(discarded) or a callable that receives each result in the\n"
+"ThreadPoolDone thread.");
+
+PyDoc_STRVAR(pool_failed_callback_doc,
+"The failed_callback given to the constructor (a callable, or None),\n"
+"which receives each failure entry in the ThreadPoolFailed thread.");
+
+PyDoc_STRVAR(pool_log_level_doc,
+"The log_level given to the constructor (an int; 0 for None).\n"
+"\n"
+"If it is positive and no failed_callback is set, each failure is logged\n"
+"with its traceback on the logger named LOGGER_NAME.");
+
+PyDoc_STRVAR(pool_result_id_doc,
+"True if the pool was made with result_id=True (a bool): submissions\n"
+"return job ids, and results are stored as (job_id, value).");
+
+PyDoc_STRVAR(pool_exc_stack_doc,
+"True if the pool was made with exc_stack=True (a bool): failures carry\n"
+"the formatted traceback, a str, instead of the exception.");
+
+PyDoc_STRVAR(pool_exc_args_doc,
+"True if the pool was made with exc_args=True (a bool): failures also\n"
+"carry the job's args tuple and kwargs dict.");
+
+PyDoc_STRVAR(pool_done_max_doc,
+"The done_max given to the constructor (an int): 0 for no limit,\n"
+"otherwise workers pause while `done` holds that many results or more.");
+
 #define FASTMETH(name, fn, doc) \
     {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, \
      doc}
@@ -1195,88 +1787,64 @@ get_done_max(ftp_poolobject *self, void *c)
      doc}
 
 static PyMethodDef pool_methods[] = {
-    FASTMETH("submit", pool_submit,
-             "submit(fn, *args, **kwargs) -> None | int\n\n"
-             "Queue fn(*args, **kwargs); its result goes to `done`."),
-    FASTMETH("submit_done", pool_submit_done,
-             "submit_done(fn, done_callback, *args, **kwargs)"),
-    FASTMETH("submit_first", pool_submit_first,
-             "submit_first(fn, *args, **kwargs): queue at the front."),
+    FASTMETH("submit", pool_submit, pool_submit_doc),
+    FASTMETH("submit_done", pool_submit_done, pool_submit_done_doc),
+    FASTMETH("submit_first", pool_submit_first, pool_submit_first_doc),
     FASTMETH("submit_done_first", pool_submit_done_first,
-             "submit_done_first(fn, done_callback, *args, **kwargs)"),
-    FASTMETH("submit_later", pool_submit_later,
-             "submit_later(delay, fn, *args, **kwargs) -> TimerObj"),
+             pool_submit_done_first_doc),
+    FASTMETH("submit_later", pool_submit_later, pool_submit_later_doc),
     FASTMETH("submit_done_later", pool_submit_done_later,
-             "submit_done_later(delay, fn, done_callback, *args, **kwargs)"
-             " -> TimerObj"),
-    FASTMETH("submit_at", pool_submit_at,
-             "submit_at(_runat, interval, fn, *args, **kwargs) -> TimerObj"
-             "\n\n_runat: time.time() seconds or a time.struct_time."),
-    FASTMETH("submit_done_at", pool_submit_done_at,
-             "submit_done_at(_runat, interval, fn, done_callback, *args, "
-             "**kwargs) -> TimerObj"),
-    FASTMETH("schedule", pool_schedule,
-             "schedule(interval, fn, *args, **kwargs) -> TimerObj"),
-    FASTMETH("schedule_done", pool_schedule_done,
-             "schedule_done(interval, fn, done_callback, *args, **kwargs)"
-             " -> TimerObj"),
-    KWMETH("map", pool_map,
-           "map(fn, itr, done_callback=True, direct=True, "
-           "unpack_args=None)"),
-    KWMETH("as_completed", pool_as_completed,
-           "as_completed(wait=None, cnt_max=0): yield results and failures"
-           " as they come."),
-    KWMETH("cancel", pool_cancel,
-           "cancel(job_id=None, timer=None) -> bool"),
+             pool_submit_done_later_doc),
+    FASTMETH("submit_at", pool_submit_at, pool_submit_at_doc),
+    FASTMETH("submit_done_at", pool_submit_done_at, pool_submit_done_at_doc),
+    FASTMETH("schedule", pool_schedule, pool_schedule_doc),
+    FASTMETH("schedule_done", pool_schedule_done, pool_schedule_done_doc),
+    KWMETH("map", pool_map, pool_map_doc),
+    KWMETH("as_completed", pool_as_completed, pool_as_completed_doc),
+    KWMETH("cancel", pool_cancel, pool_cancel_doc),
     {"clear", (PyCFunction)pool_clear_meth, METH_NOARGS,
-     "Reopen after shutdown_children(); drop queued jobs and results."},
-    KWMETH("shutdown", pool_shutdown,
-           "shutdown(timeout=None, soon=False) -> bool"),
+     pool_clear_doc},
+    KWMETH("shutdown", pool_shutdown, pool_shutdown_doc),
     {"shutdown_children", (PyCFunction)pool_shutdown_children, METH_NOARGS,
-     "Refuse new jobs (PoolStopped); workers leave after their job."},
+     pool_shutdown_children_doc},
     {"cleanup_children", (PyCFunction)pool_cleanup_children, METH_NOARGS,
-     "Forget worker threads that have ended."},
-    KWMETH("join", pool_join, "join(timeout=None) -> bool"),
-    KWMETH("wait_idle", pool_wait_idle, "wait_idle(timeout=None) -> bool"),
-    {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
+     pool_cleanup_children_doc},
+    KWMETH("join", pool_join, pool_join_doc),
+    KWMETH("wait_idle", pool_wait_idle, pool_wait_idle_doc),
+    {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, pool_enter_doc},
+    {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, pool_exit_doc},
     {NULL, NULL, 0, NULL}
 };
 
 #define GETTER(name, fn, doc) {name, (getter)fn, NULL, doc, NULL}
 
 static PyGetSetDef pool_getset[] = {
-    GETTER("alive", get_alive, "Worker threads alive."),
-    GETTER("busy", get_busy, "Workers running a job."),
-    GETTER("pending", get_pending, "Jobs running plus jobs queued."),
-    GETTER("jobs", get_jobs,
-           "Snapshot deque of the queued jobs (fn, done_mode, args, "
-           "kwargs)."),
-    GETTER("done", get_done, "The results (deque-like)."),
-    GETTER("done_cnt", get_done_cnt,
-           "Semaphore counting the results not consumed yet."),
-    GETTER("failed", get_failed, "The failures (deque-like)."),
-    GETTER("failed_cnt", get_failed_cnt,
-           "Semaphore counting the failures not consumed yet."),
-    GETTER("children", get_children, "Tuple of the worker threads."),
-    GETTER("child_cnt", get_child_cnt, "Number of worker threads."),
-    GETTER("delayed", get_delayed, "Deque of pending submit_later timers."),
-    GETTER("scheduled", get_scheduled,
-           "Deque of active schedule/submit_at timers."),
-    GETTER("is_shutdown", get_is_shutdown,
-           "True once shutdown()/join() was called."),
-    GETTER("max_children", get_max_children, NULL),
-    GETTER("child_name_prefix", get_child_name_prefix, NULL),
-    GETTER("init_callback", get_init_callback, NULL),
-    GETTER("init_args", get_init_args, NULL),
-    GETTER("finish_callback", get_finish_callback, NULL),
-    GETTER("done_callback", get_done_callback, NULL),
-    GETTER("failed_callback", get_failed_callback, NULL),
-    GETTER("log_level", get_log_level, NULL),
-    GETTER("result_id", get_result_id, NULL),
-    GETTER("exc_stack", get_exc_stack, NULL),
-    GETTER("exc_args", get_exc_args, NULL),
-    GETTER("done_max", get_done_max, NULL),
+    GETTER("alive", get_alive, pool_alive_doc),
+    GETTER("busy", get_busy, pool_busy_doc),
+    GETTER("pending", get_pending, pool_pending_doc),
+    GETTER("jobs", get_jobs, pool_jobs_doc),
+    GETTER("done", get_done, pool_done_doc),
+    GETTER("done_cnt", get_done_cnt, pool_done_cnt_doc),
+    GETTER("failed", get_failed, pool_failed_doc),
+    GETTER("failed_cnt", get_failed_cnt, pool_failed_cnt_doc),
+    GETTER("children", get_children, pool_children_doc),
+    GETTER("child_cnt", get_child_cnt, pool_child_cnt_doc),
+    GETTER("delayed", get_delayed, pool_delayed_doc),
+    GETTER("scheduled", get_scheduled, pool_scheduled_doc),
+    GETTER("is_shutdown", get_is_shutdown, pool_is_shutdown_doc),
+    GETTER("max_children", get_max_children, pool_max_children_doc),
+    GETTER("child_name_prefix", get_child_name_prefix,
+           pool_child_name_prefix_doc),
+    GETTER("init_callback", get_init_callback, pool_init_callback_doc),
+    GETTER("init_args", get_init_args, pool_init_args_doc),
+    GETTER("finish_callback", get_finish_callback, pool_finish_callback_doc),
+    GETTER("done_callback", get_done_callback, pool_done_callback_doc),
+    GETTER("failed_callback", get_failed_callback, pool_failed_callback_doc),
+    GETTER("log_level", get_log_level, pool_log_level_doc),
+    GETTER("result_id", get_result_id, pool_result_id_doc),
+    GETTER("exc_stack", get_exc_stack, pool_exc_stack_doc),
+    GETTER("exc_args", get_exc_args, pool_exc_args_doc),
+    GETTER("done_max", get_done_max, pool_done_max_doc),
     {NULL, NULL, NULL, NULL, NULL}
 };
 
@@ -1294,12 +1862,7 @@ static PyType_Slot pool_slots[] = {
     {Py_tp_methods, pool_methods},
     {Py_tp_getset, pool_getset},
     {Py_tp_members, pool_members},
-    {Py_tp_doc,
-     "Pool(max_children=-9999, child_name_prefix='', init_callback=None, "
-     "init_args=None, finish_callback=None, done_callback=None, "
-     "failed_callback=None, log_level=0, result_id=False, "
-     "exc_stack=False, exc_args=False, done_max=0)\n\n"
-     "A pool of worker threads."},
+    {Py_tp_doc, (void *)pool_doc},
     {0, NULL}
 };
 

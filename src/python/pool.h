@@ -29,8 +29,7 @@
 
 /* Every engine job argument of a pool starts with its kind, so that
  * Pool.jobs can tell what a queued job is. */
-enum { FTP_KIND_JOB = 1, FTP_KIND_MAP = 2, FTP_KIND_TIMER = 3,
-       FTP_KIND_NOP = 4 };
+enum { FTP_KIND_JOB = 1, FTP_KIND_MAP = 2, FTP_KIND_TIMER = 3 };
 
 typedef struct ftp_core ftp_core;
 
@@ -213,12 +212,13 @@ int ftp_core_raise(ftp_core *core, int rc);
 /* After FTPOOL_ESPAWN: raises what stopped the worker from starting and
  * returns -1, or returns 0 if nothing did (the job runs anyway). */
 int ftp_core_check_spawn(ftp_core *core);
-/* Waits until the engine pool is idle (!join) or has no worker (join),
- * detached, in slices.  1: done, 0: timed out, -1: exception, -2: called
- * from one of its workers. */
-int ftp_core_wait(ftp_core *core, int join, int64_t deadline);
-/* Restarts the workers after a shutdown, for the timers.  0 or -1. */
-int ftp_core_kick(ftp_core *core);
+/* Waits until the engine pool is idle, detached, in slices.  1: done, 0:
+ * timed out, -1: exception, -2: called from one of its workers. */
+int ftp_core_wait_idle(ftp_core *core, int64_t deadline);
+/* Ends a shutdown: workers start again for what is queued and for the
+ * timers' runs.  0, or -1 with the exception that kept a worker from
+ * starting (init_callback). */
+int ftp_core_resume(ftp_core *core);
 /* shutdown(timeout, soon): 1 if everything ended in time, 0 if not, -1. */
 int ftp_core_shutdown(ftp_core *core, int64_t deadline, int soon);
 /* Shutdown(now) for this core.  0 or -1. */

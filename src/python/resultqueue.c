@@ -643,20 +643,105 @@ rq_copy(ftp_rqobject *q, PyObject *unused)
     return rq_snapshot(q);
 }
 
+PyDoc_STRVAR(rq_doc,
+"ResultQueue(iterable=(), /)\n"
+"--\n"
+"\n"
+"A thread-safe FIFO queue: the type of Pool.done and Pool.failed.\n"
+"\n"
+"It behaves like a collections.deque for what one does with results:\n"
+"len(), truth, iteration, `in`, indexing (negative indexes too), == with\n"
+"a list or deque, repr(), popleft(), pop(), append(), appendleft(),\n"
+"extend(), clear() and copy().  Iteration and `in` work on a snapshot, so\n"
+"they are safe while workers keep adding entries.  It is not hashable.\n"
+"Made directly, it holds the items of iterable and belongs to no pool.\n"
+"\n"
+"Beside a pool's queue is a counting Semaphore (Pool.done_cnt,\n"
+"Pool.failed_cnt): each entry added releases one permit and each entry\n"
+"removed takes one.  Every method is atomic, also on free-threaded\n"
+"CPython: each entry is removed by exactly one consumer, however many\n"
+"threads pop at once.");
+
+PyDoc_STRVAR(rq_popleft_doc,
+"popleft($self, /)\n"
+"--\n"
+"\n"
+"Remove and return the oldest entry.\n"
+"\n"
+"Raises IndexError if the queue is empty.  Of several threads popping at\n"
+"once, each gets a different entry.  Takes a permit of the queue's\n"
+"counting Semaphore and lets workers paused by done_max go on.");
+
+PyDoc_STRVAR(rq_pop_doc,
+"pop($self, /)\n"
+"--\n"
+"\n"
+"Remove and return the newest entry.\n"
+"\n"
+"Raises IndexError if the queue is empty.  Of several threads popping at\n"
+"once, each gets a different entry.  Takes a permit of the queue's\n"
+"counting Semaphore and lets workers paused by done_max go on.");
+
+PyDoc_STRVAR(rq_append_doc,
+"append($self, item, /)\n"
+"--\n"
+"\n"
+"Add item at the end of the queue, as the newest entry.\n"
+"\n"
+"Releases a permit of the queue's counting Semaphore, and wakes a\n"
+"Pool.as_completed() waiting on the pool's queues, as a stored result\n"
+"does.");
+
+PyDoc_STRVAR(rq_appendleft_doc,
+"appendleft($self, item, /)\n"
+"--\n"
+"\n"
+"Add item at the front of the queue: the next popleft() returns it.\n"
+"\n"
+"Releases a permit of the queue's counting Semaphore, and wakes a\n"
+"Pool.as_completed() waiting on the pool's queues.");
+
+PyDoc_STRVAR(rq_extend_doc,
+"extend($self, iterable, /)\n"
+"--\n"
+"\n"
+"Add the items of iterable at the end of the queue, in order.\n"
+"\n"
+"If the iteration raises, the items added before stay and the exception\n"
+"propagates.");
+
+PyDoc_STRVAR(rq_clear_doc,
+"clear($self, /)\n"
+"--\n"
+"\n"
+"Remove every entry at once.\n"
+"\n"
+"Takes the permits of the entries from the queue's counting Semaphore and\n"
+"lets workers paused by done_max go on.");
+
+PyDoc_STRVAR(rq_copy_doc,
+"copy($self, /)\n"
+"--\n"
+"\n"
+"Return a new list of the entries, oldest first.\n"
+"\n"
+"A snapshot taken under the queue's lock: the entries stay in the queue,\n"
+"and workers may add more meanwhile.");
+
 static PyMethodDef rq_methods[] = {
     {"popleft", (PyCFunction)rq_popleft, METH_NOARGS,
-     "Remove and return the oldest entry."},
+     rq_popleft_doc},
     {"pop", (PyCFunction)rq_pop, METH_NOARGS,
-     "Remove and return the newest entry."},
-    {"append", (PyCFunction)rq_append, METH_O, "Add an entry at the end."},
+     rq_pop_doc},
+    {"append", (PyCFunction)rq_append, METH_O, rq_append_doc},
     {"appendleft", (PyCFunction)rq_appendleft, METH_O,
-     "Add an entry at the front."},
+     rq_appendleft_doc},
     {"extend", (PyCFunction)rq_extend, METH_O,
-     "Append every item of an iterable."},
+     rq_extend_doc},
     {"clear", (PyCFunction)rq_clear_meth, METH_NOARGS,
-     "Remove every entry."},
+     rq_clear_doc},
     {"copy", (PyCFunction)rq_copy, METH_NOARGS,
-     "A list of the entries, oldest first."},
+     rq_copy_doc},
     {NULL, NULL, 0, NULL}
 };
 
@@ -675,7 +760,7 @@ static PyType_Slot rq_slots[] = {
     {Py_sq_contains, rq_contains},
     {Py_mp_length, rq_length},
     {Py_mp_subscript, rq_subscript},
-    {Py_tp_doc, "A thread-safe FIFO of results (deque-like)."},
+    {Py_tp_doc, (void *)rq_doc},
     {0, NULL}
 };
 

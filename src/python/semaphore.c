@@ -286,23 +286,90 @@ sem_repr(ftp_semobject *self)
                                 (long long)ftpool_sem_value(self->sem));
 }
 
+PyDoc_STRVAR(sem_doc,
+"Semaphore(value=1)\n"
+"--\n"
+"\n"
+"A counting semaphore with value permits.\n"
+"\n"
+"acquire() takes a permit, waiting for one if none is free, and release()\n"
+"adds permits.  It never admits more acquirers than permits released, and\n"
+"a thread waiting in acquire() can be interrupted by Ctrl-C\n"
+"(KeyboardInterrupt), as with threading.Semaphore.  As a context manager\n"
+"it acquires on entry and releases on exit.  It may be used from any\n"
+"number of threads, also on free-threaded CPython; uncontended acquire()\n"
+"and release() take no lock.\n"
+"\n"
+"value\n"
+"    The initial number of permits, 0 or more (a float is truncated).\n"
+"    Releasing beyond it is allowed: the count grows.\n"
+"\n"
+"Raises TypeError if value is not a number, ValueError if it is negative\n"
+"or NaN, and OverflowError if it is above 2**31 - 1.");
+
+PyDoc_STRVAR(sem_acquire_doc,
+"acquire($self, /, blocking=True, timeout=None)\n"
+"--\n"
+"\n"
+"Take one permit; return True on success, False if none could be taken.\n"
+"\n"
+"blocking\n"
+"    If false, do not wait: return False at once when no permit is free.\n"
+"\n"
+"timeout\n"
+"    With blocking, the most seconds to wait (None or -1: no limit);\n"
+"    False is returned when it runs out.\n"
+"\n"
+"Raises ValueError if timeout is given with blocking false, or is\n"
+"negative (other than -1) or NaN.  A signal handler's exception, such as\n"
+"KeyboardInterrupt, ends the wait and propagates.");
+
+PyDoc_STRVAR(sem_release_doc,
+"release($self, /, n=1)\n"
+"--\n"
+"\n"
+"Add n permits, waking up to n waiting threads.\n"
+"\n"
+"n must be 1 or more.  Raises ValueError if it is less than 1, or if the\n"
+"count would exceed 2**31 - 1 (\"Semaphore released too many times\").");
+
+PyDoc_STRVAR(sem_enter_doc,
+"__enter__($self, /)\n"
+"--\n"
+"\n"
+"Take one permit for a with statement, waiting for it without a time\n"
+"limit, and return True.");
+
+PyDoc_STRVAR(sem_exit_doc,
+"__exit__($self, /, *args)\n"
+"--\n"
+"\n"
+"Give back the permit taken by __enter__() at the end of a with block.\n"
+"\n"
+"args (the exception type, value and traceback, or three Nones) are\n"
+"ignored: an exception raised in the block propagates.");
+
+PyDoc_STRVAR(sem_value_doc,
+"The number of free permits right now (an int, never negative).\n"
+"\n"
+"Other threads may take or add permits at any moment: it is a snapshot.");
+
 static PyMethodDef sem_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))sem_acquire,
      METH_FASTCALL | METH_KEYWORDS,
-     "acquire(blocking=True, timeout=None) -> bool\n\n"
-     "Take one permit; True on success, False if none could be taken\n"
-     "(non-blocking, or the timeout ran out)."},
+     sem_acquire_doc},
     {"release", (PyCFunction)(void (*)(void))sem_release,
      METH_FASTCALL | METH_KEYWORDS,
-     "release(n=1)\n\nAdd n permits, waking up to n waiters."},
-    {"__enter__", (PyCFunction)sem_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))sem_exit, METH_FASTCALL, NULL},
+     sem_release_doc},
+    {"__enter__", (PyCFunction)sem_enter, METH_NOARGS, sem_enter_doc},
+    {"__exit__", (PyCFunction)(void (*)(void))sem_exit, METH_FASTCALL,
+     sem_exit_doc},
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef sem_getset[] = {
     {"value", (getter)sem_get_value, NULL,
-     "Free permits right now (never negative).", NULL},
+     sem_value_doc, NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 
@@ -312,7 +379,7 @@ static PyType_Slot sem_slots[] = {
     {Py_tp_repr, sem_repr},
     {Py_tp_methods, sem_methods},
     {Py_tp_getset, sem_getset},
-    {Py_tp_doc, "Semaphore(value=1)\n\nA counting semaphore."},
+    {Py_tp_doc, (void *)sem_doc},
     {0, NULL}
 };
 

@@ -216,18 +216,56 @@ handle_repr(ftp_timerobject *h)
                                                          : "inactive");
 }
 
+PyDoc_STRVAR(timer_doc,
+"TimerObj()\n"
+"--\n"
+"\n"
+"The handle of a delayed or periodic job, as returned by\n"
+"Pool.submit_later(), Pool.schedule(), Pool.submit_at() and their _done\n"
+"forms.\n"
+"\n"
+"timer_id identifies the timer, active tells whether it is armed, and\n"
+"cancel() stops it.  A handle does not keep its Pool alive.  It may be\n"
+"used from any number of threads: of several threads cancelling one\n"
+"timer, exactly one gets True.  Made directly, TimerObj() is bound to no\n"
+"timer: timer_id is None, active is False and cancel() returns False.");
+
+PyDoc_STRVAR(timer_cancel_doc,
+"cancel($self, /)\n"
+"--\n"
+"\n"
+"Stop the timer: no further run is queued.\n"
+"\n"
+"Returns True if this call stopped an armed timer, False if the timer had\n"
+"already run its last time, was cancelled, or is unbound.  A run that is\n"
+"already queued or running completes.  Of several threads cancelling one\n"
+"timer at once, exactly one gets True.  Pool.cancel(False, timer) does\n"
+"the same.");
+
+PyDoc_STRVAR(timer_id_doc,
+"The timer's id (an int, unique in its pool), or None for an unbound\n"
+"handle.\n"
+"\n"
+"It is also the job id of the timer's runs: with result_id=True their\n"
+"results are stored as (timer_id, value).");
+
+PyDoc_STRVAR(timer_active_doc,
+"True while the timer is armed (a bool).\n"
+"\n"
+"False once the timer is cancelled, or once the run of a timer that runs\n"
+"only once has ended.");
+
 static PyMethodDef handle_methods[] = {
     {"cancel", (PyCFunction)handle_cancel, METH_NOARGS,
-     "cancel() -> bool\n\nStop the timer: no further run is queued.\n"
-     "True if it was armed."},
+     timer_cancel_doc},
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef handle_getset[] = {
     {"timer_id", (getter)handle_get_id, NULL,
-     "The timer's id (unique in its pool), or None.", NULL},
+     timer_id_doc, NULL},
     {"active", (getter)handle_get_active, NULL,
-     "True while the timer is armed.", NULL},
+     timer_active_doc, NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 
@@ -239,7 +277,7 @@ static PyType_Slot handle_slots[] = {
     {Py_tp_repr, handle_repr},
     {Py_tp_methods, handle_methods},
     {Py_tp_getset, handle_getset},
-    {Py_tp_doc, "Handle of a delayed or periodic job; see cancel()."},
+    {Py_tp_doc, (void *)timer_doc},
     {0, NULL}
 };
 

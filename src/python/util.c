@@ -260,8 +260,15 @@ ftp_forget_ended_threads(ftp_state *st, PyObject *threads)
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seen); i++) {
-        PyObject *t = PyTuple_GET_ITEM(seen, i);
+        PyObject *t = PyTuple_GET_ITEM(seen, i), *ident = NULL;
         int alive = ftp_thread_is_alive(st, t);
+        if (alive == 0) {
+            /* A worker is listed just before its start(): not alive yet,
+             * but not ended either (no ident until it runs). */
+            ident = ftp_getattr(t, "ident");
+            alive = ident == NULL ? -1 : ident == Py_None;
+            Py_XDECREF(ident);
+        }
         if (alive < 0 || (!alive && ftp_list_remove(threads, t) < 0)) {
             Py_DECREF(seen);
             return -1;

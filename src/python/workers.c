@@ -117,28 +117,44 @@ ftp_wait_sliced(int (*wait)(void *obj, int64_t ns), void *obj,
     }
 }
 
+/* A wait in slices on one engine state: the mark keeps an instant that
+ * falls between two slices from being missed. */
+typedef struct {
+    ftpool_t *pool;
+    ftpool_mark since;
+} state_wait;
+
 static int
-join_for(void *pool, int64_t ns)
+join_for(void *arg, int64_t ns)
 {
-    return ftpool_join(pool, ns);
+    state_wait *sw = arg;
+
+    return ftpool_join_since(sw->pool, &sw->since, ns);
 }
 
 static int
-wait_idle_for(void *pool, int64_t ns)
+wait_idle_for(void *arg, int64_t ns)
 {
-    return ftpool_wait_idle(pool, ns);
+    state_wait *sw = arg;
+
+    return ftpool_wait_idle_since(sw->pool, &sw->since, ns);
 }
 
 int
-ftp_workers_join(ftp_workers *w, int64_t deadline)
+ftp_workers_join(ftp_workers *w, const ftpool_mark *since, int64_t deadline)
 {
-    return ftp_wait_sliced(join_for, w->pool, deadline);
+    state_wait sw = {w->pool, *since};
+
+    return ftp_wait_sliced(join_for, &sw, deadline);
 }
 
 int
 ftp_workers_wait_idle(ftp_workers *w, int64_t deadline)
 {
-    return ftp_wait_sliced(wait_idle_for, w->pool, deadline);
+    state_wait sw = {w->pool, {0, 0}};
+
+    ftpool_mark_now(w->pool, &sw.since);
+    return ftp_wait_sliced(wait_idle_for, &sw, deadline);
 }
 
 long
@@ -322,7 +338,7 @@ static PyMethodDef worker_main_def = {
 
 /* Engine hook, in the worker, attached, once it has stopped serving: the
  * owner's end callback, and the thread moves from `threads` to `ended`
- * (it still runs Python for a moment; ftp_workers_join_threads joins
+ * (it still runs Python for a moment; ftp_workers_join_ended joins
  * it). */
 static void
 hook_worker_end(void *arg)
@@ -462,23 +478,23 @@ ftp_workers_take_spawn_error(ftp_workers *w)
 }
 
 int
-ftp_workers_join_threads(ftp_workers *w, int64_t deadline)
+ftp_workers_join_ended(ftp_workers *w, int64_t deadline)
 {
-    PyObject *threads = PySequence_List(w->threads), *ended;
+    /* A worker moves to `ended` in its end hook, before the engine stops
+     * counting it: once the engine has seen no worker alive, every thread
+     * that served before is there.  A thread still in `threads` was
+     * started after that instant (a submission racing the shutdown
+     * started the pool again) and is not waited for. */
+    PyObject *ended = PySequence_Tuple(w->ended);
     int rc = 1;
 
-    ended = threads ? PySequence_Tuple(w->ended) : NULL;
-    if (ended == NULL || PyList_SetSlice(threads, PY_SSIZE_T_MAX,
-                                         PY_SSIZE_T_MAX, ended) < 0) {
-        Py_XDECREF(threads);
-        Py_XDECREF(ended);
+    if (ended == NULL) {
         return -1;
     }
-    Py_DECREF(ended);
-    for (Py_ssize_t i = 0; rc == 1 && i < PyList_GET_SIZE(threads); i++) {
-        rc = ftp_join_thread(w->st, PyList_GET_ITEM(threads, i), deadline);
+    for (Py_ssize_t i = 0; rc == 1 && i < PyTuple_GET_SIZE(ended); i++) {
+        rc = ftp_join_thread(w->st, PyTuple_GET_ITEM(ended, i), deadline);
     }
-    Py_DECREF(threads);
+    Py_DECREF(ended);
     return rc;
 }
 
@@ -610,6 +626,10 @@ threading_exit(PyObject *module, PyObject *unused)
         ftp_workers *w = todo;
         todo = w->exit_next;
         if (w->pool != NULL) {
+            /* Closed first: a submission racing this (st->exiting is
+             * checked before submitting) is refused, not run by a worker
+             * started after the others left. */
+            ftpool_close(w->pool);
             ftpool_shutdown(w->pool, FTPOOL_SHUTDOWN_FINISH);
         }
         workers_decref(w);

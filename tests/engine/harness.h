@@ -34,6 +34,7 @@
     X(timer_periodic)               \
     X(timer_cancel_before_run)      \
     X(timer_equal_deadlines)        \
+    X(timer_runs_in_deadline_order) \
     X(timer_cancel_between_runs)    \
     X(timer_not_queued_twice)       \
     X(timer_cancel_queued_run)      \
@@ -42,7 +43,12 @@
     X(shutdown_finish)              \
     X(shutdown_soon)                \
     X(shutdown_drop)                \
+    X(shutdown_from_stream)         \
     X(restart_after_shutdown)       \
+    X(resume_after_soon)            \
+    X(resume_while_workers_leave)   \
+    X(job_returning)                \
+    X(wait_since_mark)              \
     X(join_timeout)                 \
     X(wait_idle_timeout)            \
     X(join_with_timer)              \
@@ -66,7 +72,12 @@
     X(node_reuse)                   \
     X(stream)                       \
     X(cancel_behind_worker)         \
-    X(cancel_in_deep_queue)
+    X(cancel_in_deep_queue)         \
+    X(submitters_exactly_once)      \
+    X(submitters_fifo)              \
+    X(wakeup_handshake)             \
+    X(cancel_while_submitting)      \
+    X(timers_among_submitters)
 
 #define FTPOOL_DECLARE_TEST(name) void test_##name(void);
 FTPOOL_TESTS(FTPOOL_DECLARE_TEST)

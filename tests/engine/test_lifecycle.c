@@ -542,3 +542,243 @@ test_join_with_timer(void)
     CHECK_EQ(ftpool_timer_cancel(pool, id), FTPOOL_OK);
     CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
 }
+
+/* A worker going through a queue of plain jobs takes each next one without
+ * pool->lock; a shutdown must still stop it at once.  One job of the
+ * stream shuts the pool down (SOON, then DROP): on one worker, not a
+ * single job after it starts. */
+typedef struct stopper {
+    ftpool_t *pool;
+    unsigned how;
+    int at;                 /* the job that shuts down */
+    atomic_int ran;
+    atomic_int dropped;
+} stopper;
+
+static void
+stopper_job(void *arg)
+{
+    stopper *s = arg;
+
+    if (atomic_fetch_add(&s->ran, 1) + 1 == s->at) {
+        ftpool_shutdown(s->pool, s->how);
+    }
+}
+
+static void
+stopper_drop(void *arg)
+{
+    atomic_fetch_add(&((stopper *)arg)->dropped, 1);
+}
+
+void
+test_shutdown_from_stream(void)
+{
+    enum { N = 3000, AT = 1000 };
+    static const unsigned modes[] = {FTPOOL_SHUTDOWN_SOON,
+                                     FTPOOL_SHUTDOWN_DROP};
+    unsigned m;
+
+    for (m = 0; m < 2; m++) {
+        ftpool_t *pool = make_pool(1);
+        stopper s;
+        gate g;
+        int i;
+
+        REQUIRE(pool != NULL);
+        s.pool = pool;
+        s.how = modes[m];
+        s.at = AT;
+        atomic_init(&s.ran, 0);
+        atomic_init(&s.dropped, 0);
+        gate_init(&g);
+        CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+        CHECK(wait_busy(pool, 1));
+        for (i = 0; i < N; i++) {
+            CHECK_EQ(ftpool_submit_ex(pool, stopper_job, stopper_drop, &s,
+                                      0, NULL), FTPOOL_OK);
+        }
+        gate_open(&g);
+        CHECK_EQ(ftpool_join(pool, -1), FTPOOL_OK);
+        CHECK_EQ(atomic_load(&s.ran), AT);
+        if (modes[m] == FTPOOL_SHUTDOWN_SOON) {
+            CHECK_EQ(ftpool_pending(pool), N - AT);
+            CHECK_EQ(atomic_load(&s.dropped), 0);
+        }
+        else {
+            CHECK_EQ(ftpool_pending(pool), 0);
+            CHECK_EQ(atomic_load(&s.dropped), N - AT);
+        }
+        CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+        CHECK_EQ(atomic_load(&s.ran) + atomic_load(&s.dropped), N);
+        gate_destroy(&g);
+    }
+}
+
+/* After a SOON shutdown the queued jobs stay queued with no worker; resume
+ * starts workers for them. */
+void
+test_resume_after_soon(void)
+{
+    ftpool_t *pool = make_pool(2);
+    counts c = {0};
+    gate g;
+    int i;
+
+    REQUIRE(pool != NULL);
+    gate_init(&g);
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    REQUIRE(wait_busy(pool, 2));
+    for (i = 0; i < 6; i++) {
+        CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL),
+                 FTPOOL_OK);
+    }
+    CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_SOON), FTPOOL_OK);
+    gate_open(&g);
+    CHECK_EQ(ftpool_join(pool, -1), FTPOOL_OK);
+    CHECK_EQ(ftpool_pending(pool), 6);
+    CHECK_EQ(atomic_load(&c.ran), 0);
+    CHECK_EQ(ftpool_resume(pool), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.ran), 6);
+    /* On a running pool it changes nothing. */
+    CHECK_EQ(ftpool_resume(pool), FTPOOL_OK);
+    CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.ran), 7);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.dropped), 0);
+    gate_destroy(&g);
+}
+
+/* A job queued while the last worker leaves after a SOON shutdown finds a
+ * worker alive, so it does not restart the pool by itself; resume does,
+ * whatever the timing. */
+void
+test_resume_while_workers_leave(void)
+{
+    ftpool_t *pool = make_pool(1);
+    counts c = {0};
+    int round;
+
+    REQUIRE(pool != NULL);
+    for (round = 0; round < 200; round++) {
+        CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL),
+                 FTPOOL_OK);
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+        CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_SOON), FTPOOL_OK);
+        CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL),
+                 FTPOOL_OK);
+        CHECK_EQ(ftpool_resume(pool), FTPOOL_OK);
+        if (ftpool_wait_idle(pool, 5 * 1000000000LL) != FTPOOL_OK) {
+            CHECK(!"a job stayed queued after resume");
+            break;
+        }
+    }
+    CHECK_EQ(atomic_load(&c.ran), 2 * round);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+}
+
+/* A job that will return to the queue (ftpool_job_returning) covers one
+ * job queued meanwhile: no second worker starts for it. */
+typedef struct returner {
+    int announce;
+    ftpool_sem_t *inside, *go_on;
+} returner;
+
+static void
+returner_job(void *arg)
+{
+    returner *r = arg;
+
+    if (r->announce) {
+        ftpool_job_returning();
+        ftpool_job_returning();     /* counted once per job */
+    }
+    ftpool_sem_release(r->inside, 1);
+    ftpool_sem_acquire(r->go_on, -1);
+}
+
+static unsigned
+workers_after_submit_during_job(int announce)
+{
+    ftpool_t *pool = make_pool(4);
+    counts c = {0};
+    returner r;
+    unsigned workers;
+
+    if (pool == NULL) {
+        return 0;
+    }
+    r.announce = announce;
+    ftpool_sem_create(0, &r.inside);
+    ftpool_sem_create(0, &r.go_on);
+    CHECK_EQ(ftpool_submit(pool, returner_job, &r, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_sem_acquire(r.inside, -1), FTPOOL_OK);
+    CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL), FTPOOL_OK);
+    workers = ftpool_workers(pool);
+    ftpool_sem_release(r.go_on, 1);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    CHECK_EQ(atomic_load(&c.ran), 1);
+    /* Once the job has returned, a new job during a long one gets its own
+     * worker again. */
+    if (announce) {
+        r.announce = 0;
+        CHECK_EQ(ftpool_submit(pool, returner_job, &r, NULL), FTPOOL_OK);
+        CHECK_EQ(ftpool_sem_acquire(r.inside, -1), FTPOOL_OK);
+        CHECK_EQ(ftpool_submit(pool, returner_job, &r, NULL), FTPOOL_OK);
+        CHECK_EQ(ftpool_sem_acquire(r.inside, -1), FTPOOL_OK);
+        ftpool_sem_release(r.go_on, 2);
+        CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    }
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    ftpool_sem_destroy(r.inside);
+    ftpool_sem_destroy(r.go_on);
+    return workers;
+}
+
+void
+test_job_returning(void)
+{
+    ftpool_job_returning();     /* not in a worker: nothing */
+    CHECK_EQ(workers_after_submit_during_job(1), 1);
+    CHECK_EQ(workers_after_submit_during_job(0), 2);
+}
+
+/* A wait made of several calls (as the Python binding waits, in slices)
+ * does not miss a state that lasted only between two of them. */
+void
+test_wait_since_mark(void)
+{
+    ftpool_t *pool = make_pool(1);
+    counts c = {0};
+    ftpool_mark mark;
+    gate g;
+
+    REQUIRE(pool != NULL);
+    gate_init(&g);
+    CHECK_EQ(ftpool_submit_ex(pool, c_run, c_drop, &c, 0, NULL), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    ftpool_mark_now(pool, &mark);
+    /* The worker leaves, then a submission starts the pool again and the
+     * new worker is busy: no worker alive only for an instant, idle only
+     * for an instant, both after the mark. */
+    CHECK_EQ(ftpool_shutdown(pool, FTPOOL_SHUTDOWN_FINISH), FTPOOL_OK);
+    while (ftpool_workers(pool) != 0) {
+        harness_sleep_ns(MS);
+    }
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    REQUIRE(wait_busy(pool, 1));
+    CHECK_EQ(ftpool_join(pool, 0), FTPOOL_ETIMEDOUT);
+    CHECK_EQ(ftpool_join_since(pool, &mark, 0), FTPOOL_OK);
+    CHECK_EQ(ftpool_wait_idle(pool, 0), FTPOOL_ETIMEDOUT);
+    CHECK_EQ(ftpool_wait_idle_since(pool, &mark, 0), FTPOOL_OK);
+    ftpool_mark_now(pool, &mark);
+    CHECK_EQ(ftpool_join_since(pool, &mark, 0), FTPOOL_ETIMEDOUT);
+    CHECK_EQ(ftpool_wait_idle_since(pool, &mark, 0), FTPOOL_ETIMEDOUT);
+    gate_open(&g);
+    CHECK_EQ(ftpool_wait_idle_since(pool, &mark, -1), FTPOOL_OK);
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    gate_destroy(&g);
+}

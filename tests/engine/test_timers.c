@@ -271,6 +271,70 @@ test_timer_equal_deadlines(void)
     ftpool__mutex_destroy(&o.lock);
 }
 
+/* Timers that fall due one after another while the only worker is busy
+ * run in deadline order, ahead of the plain jobs: each run is queued
+ * behind the runs of earlier timers, not in front of them.  Cancelling
+ * the last queued run keeps the order of the others. */
+void
+test_timer_runs_in_deadline_order(void)
+{
+    ftpool_t *pool = make_pool(1);
+    order o;
+    order_job jobs[8];
+    uint64_t ids[6];
+    int64_t start;
+    gate g;
+    int i;
+
+    REQUIRE(pool != NULL);
+    memset(&o, 0, sizeof(o));
+    ftpool__mutex_init(&o.lock);
+    gate_init(&g);
+    CHECK_EQ(ftpool_submit(pool, gate_job, &g, NULL), FTPOOL_OK);
+    REQUIRE(wait_busy(pool, 1));
+    jobs[7].o = &o;
+    jobs[7].value = 100;
+    CHECK_EQ(ftpool_submit(pool, record, &jobs[7], NULL), FTPOOL_OK);
+    start = ftpool_now_ns();
+    for (i = 0; i < 6; i++) {
+        jobs[i].o = &o;
+        jobs[i].value = i;
+        CHECK_EQ(ftpool_timer_at(pool, start + (i + 1) * 10 * MS, 0, record,
+                                 NULL, &jobs[i], &ids[i]), FTPOOL_OK);
+    }
+    /* Runs 0..4 queued one by one (plus the plain job), then the newest
+     * of them cancelled while run 5 is still to come. */
+    while (ftpool_pending(pool) < 6) {
+        harness_sleep_ns(MS);
+    }
+    if (ftpool_now_ns() < start + 55 * MS) {
+        CHECK_EQ(ftpool_cancel(pool, ids[4]), FTPOOL_OK);
+        jobs[4].value = -1;
+    }
+    /* Every run still to come queued (the plain job waits too). */
+    while (ftpool_pending(pool) < (jobs[4].value < 0 ? 6u : 7u)) {
+        harness_sleep_ns(MS);
+    }
+    gate_open(&g);
+    CHECK_EQ(ftpool_wait_idle(pool, -1), FTPOOL_OK);
+    {
+        int expect[7], n = 0;
+        for (i = 0; i < 6; i++) {
+            if (jobs[i].value >= 0) {
+                expect[n++] = i;
+            }
+        }
+        expect[n++] = 100;
+        CHECK_EQ(o.n, n);
+        for (i = 0; i < n && i < o.n; i++) {
+            CHECK_EQ(o.seen[i], expect[i]);
+        }
+    }
+    CHECK_EQ(ftpool_destroy(pool), FTPOOL_OK);
+    gate_destroy(&g);
+    ftpool__mutex_destroy(&o.lock);
+}
+
 void
 test_timer_cancel_between_runs(void)
 {

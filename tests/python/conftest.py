@@ -24,6 +24,22 @@ if not sys.path or sys.path[0] != ROOT:
 
 import pytest  # noqa: E402
 
+
+def _source_tree():
+    path = ROOT
+    while not os.path.exists(os.path.join(path, "setup.py")):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return ROOT
+        path = parent
+    return path
+
+
+# The repository (setup.py, pyproject.toml, tests/stdlib): ROOT, or above
+# it when the package and these tests were mirrored next to an
+# instrumented build (make asan-py).
+SOURCE = _source_tree()
+
 DEFAULT_DEADLINE = float(os.environ.get("FTPOOL_TEST_DEADLINE", "10"))
 STRESS = os.environ.get("FTPOOL_STRESS") == "1"
 
@@ -88,6 +104,19 @@ def make_pool(ftp):
             except Exception:
                 pass
     pools.clear()
+
+
+def usable_cpus():
+    """The CPUs this process may use, by the rule of the default worker
+    counts: os.process_cpu_count() (3.13+), else the affinity mask, else
+    os.cpu_count(), else 1."""
+    if hasattr(os, "process_cpu_count"):
+        n = os.process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):
+        n = len(os.sched_getaffinity(0))
+    else:
+        n = os.cpu_count()
+    return n or 1
 
 
 def wait_until(predicate, timeout=3.0, interval=0.002):

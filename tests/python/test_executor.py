@@ -6,7 +6,6 @@ Lib/test/test_concurrent_futures/, run against fastthreadpool's executor.
 import concurrent.futures as cf
 import gc
 import logging
-import os
 import re
 import threading
 import time
@@ -15,7 +14,7 @@ from concurrent.futures.thread import BrokenThreadPool
 
 import pytest
 
-from conftest import Gate, run_script, wait_until
+from conftest import Gate, run_script, usable_cpus, wait_until
 
 
 def mul(x, y):
@@ -164,7 +163,7 @@ def test_max_workers_type_checked(ftp):
 
 def test_default_max_workers(executor_factory):
     ex = executor_factory()
-    assert ex._max_workers == min(32, (os.cpu_count() or 1) + 4)
+    assert ex._max_workers == min(32, usable_cpus() + 4)
     assert executor_factory(7)._max_workers == 7
 
 

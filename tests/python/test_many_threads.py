@@ -8,6 +8,7 @@ same tests run on GIL builds, where they check the same guarantees.
 """
 import collections
 import concurrent.futures as cf
+import os
 import random
 import subprocess
 import sys
@@ -54,7 +55,8 @@ def test_gil_stays_as_the_build_has_it():
         "e = f.ThreadPoolExecutor(2); e.submit(abs, -2).result()\n"
         "e.shutdown()\n"
         "print(getattr(sys, '_is_gil_enabled', lambda: True)())\n")
-    env = {"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin"}
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("PYTHON_GIL", None)
     out = subprocess.run([sys.executable, "-W", "error", "-c", code],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -366,3 +368,59 @@ def test_future_waited_on_by_many_threads(ftp):
             assert done == {f}
     finally:
         ex.shutdown(wait=True)
+
+
+def test_shutdown_without_timeout_while_threads_submit(make_pool, ftp):
+    # A submission racing shutdown() may start the pool again after its
+    # workers left: shutdown() waits for the workers it stopped, not for
+    # the ones started after them, so it returns; nothing accepted is lost.
+    for _ in range(30 if STRESS else 10):
+        pool = make_pool(2, done_callback=False)
+        ran = collections.Counter()
+        lock = threading.Lock()
+
+        def job(i):
+            with lock:
+                ran[i] += 1
+
+        def submitter(i):
+            for k in range(300):
+                pool.submit(job, i)
+
+        ts = [threading.Thread(target=submitter, args=(i,))
+              for i in range(3)]
+        for t in ts:
+            t.start()
+        try:
+            assert pool.shutdown() is True
+        finally:
+            for t in ts:
+                t.join(10)
+        assert pool.shutdown(10) is True
+        assert ran == {0: 300, 1: 300, 2: 300}
+
+
+def test_executor_shutdown_while_threads_submit(ftp):
+    # After shutdown() no submission is accepted, even one that raced it:
+    # shutdown(wait=True) returns once the accepted work is done.
+    for _ in range(30 if STRESS else 10):
+        ex = ftp.ThreadPoolExecutor(max_workers=2)
+        stop = threading.Event()
+        accepted = []
+
+        def submitter():
+            while not stop.is_set():
+                try:
+                    accepted.append(ex.submit(int, 1))
+                except RuntimeError:
+                    return
+
+        ts = [threading.Thread(target=submitter) for _ in range(3)]
+        for t in ts:
+            t.start()
+        ex.shutdown(wait=True)
+        stop.set()
+        for t in ts:
+            t.join(10)
+        assert all(f.done() and f.result() == 1 for f in accepted)
+        assert not any(t.is_alive() for t in ex._threads)

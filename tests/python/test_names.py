@@ -3,12 +3,13 @@ for the original fastthreadpool runs unchanged (the same names, keyword
 names, positional order and defaults, the max_children convention, settings
 readable as read-only attributes)."""
 import logging
-import os
 import threading
 
 import pytest
 
-CPUS = os.cpu_count()
+from conftest import usable_cpus
+
+CPUS = usable_cpus()
 
 PUBLIC = ["Pool", "TimerObj", "Semaphore", "PoolCallback", "PoolStopped",
           "Shutdown"]

@@ -103,6 +103,46 @@ def test_shutdown_soon_leaves_queued_jobs(make_pool):
     assert list(pool.done) == ["gate", 0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("how", ["shutdown", "join"])
+def test_shutdown_after_soon_runs_what_soon_left(make_pool, how):
+    # shutdown(soon=True) leaves queued jobs without a worker; a later
+    # shutdown() or join() runs them first instead of waiting for them
+    # forever (or until its timeout, when they would run only after it).
+    pool = make_pool(2)
+    gate = Gate()
+    pool.submit(gate)
+    pool.submit(gate)
+    for i in range(4):
+        pool.submit(ident, i)
+    threading.Timer(0.05, gate.open).start()
+    assert pool.shutdown(3, soon=True) is True
+    assert len(pool.jobs) == 4
+    t0 = time.monotonic()
+    assert getattr(pool, how)(3) is True
+    assert time.monotonic() - t0 < 1.0
+    assert sorted(pool.done, key=str) == [0, 1, 2, 3, "gate", "gate"]
+    assert pool.child_cnt == 0
+
+
+def test_clear_right_after_shutdown_children_then_shutdown(make_pool):
+    # shutdown_children() lets the workers go without waiting for them;
+    # clear() right after (a worker may still be on its way out) must leave
+    # a pool that runs jobs and shuts down at once.
+    pool = make_pool(1)
+    for _ in range(20):
+        pool.submit(ident, 1)
+        assert pool.wait_idle(3) is True
+        pool.shutdown_children()
+        pool.clear()
+        t0 = time.monotonic()
+        assert pool.shutdown(3) is True
+        assert time.monotonic() - t0 < 1.0
+        pool.submit(ident, 2)
+        assert pool.wait_idle(3) is True
+        assert pool.shutdown(3) is True
+        pool.done.clear()
+
+
 def test_submit_after_shutdown_starts_workers_again(make_pool):
     pool = make_pool(2)
     for cycle in range(5):

@@ -1,14 +1,22 @@
-"""The type stubs (fastthreadpool/__init__.pyi) describe the code exactly:
-every public name, method, property and parameter, and nothing else."""
+"""The type stubs (fastthreadpool/__init__.pyi, fastthreadpool.pyi) describe
+the code exactly: every public name, method, property and parameter, and
+nothing else."""
 import ast
 import inspect
 import os
+import subprocess
+import sys
 
 import pytest
 
 import fastthreadpool
+import fastthreadpool.fastthreadpool
+
+from conftest import ROOT
 
 STUB = os.path.join(os.path.dirname(fastthreadpool.__file__), "__init__.pyi")
+SUBMODULE_STUB = os.path.join(os.path.dirname(fastthreadpool.__file__),
+                              "fastthreadpool.pyi")
 
 
 def stub_tree():
@@ -106,3 +114,35 @@ def test_method_signatures_accept_the_stub_keywords():
         assert pool.cancel(job_id=False, timer=None) is True
     finally:
         pool.shutdown(3)
+
+
+def test_submodule_stub_names_match_runtime():
+    with open(SUBMODULE_STUB) as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module is None:
+            names |= {a.asname for a in node.names if a.asname}
+        elif isinstance(node, ast.AnnAssign):
+            names.add(node.target.id)
+        elif (isinstance(node, ast.Assign)
+                and node.targets[0].id == "__all__"):
+            assert (ast.literal_eval(node.value)
+                    == fastthreadpool.fastthreadpool.__all__)
+    mod = fastthreadpool.fastthreadpool
+    runtime = {n for n in dir(mod) if not n.startswith("_")}
+    assert names == runtime
+
+
+@pytest.mark.deadline(120)
+def test_stubtest_finds_no_difference(tmp_path):
+    # mypy's stubtest imports the package and compares every name,
+    # signature and type it finds with the stubs, submodules included.
+    env = dict(os.environ, PYTHONPATH=ROOT,
+               MYPY_CACHE_DIR=str(tmp_path / "mypy-cache"))
+    proc = subprocess.run([sys.executable, "-m", "mypy.stubtest",
+                           "fastthreadpool"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=110)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "checked 3 modules" in proc.stdout or \
+        "in 3 modules" in proc.stdout, proc.stdout

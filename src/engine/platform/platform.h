@@ -2,14 +2,16 @@
  * platform.h - the small operating-system interface the engine is built on.
  *
  * Threads, a mutex, a condition variable whose timed wait uses the monotonic
- * clock, the monotonic clock itself and one thread-local pointer.  Atomics
- * come from <stdatomic.h> and need nothing here.  posix.c implements this
- * file with pthreads; a win32.c implements the same functions beside it.
+ * clock, the monotonic clock itself, one thread-local pointer, a yield and
+ * an asymmetric pair of fences.  Atomics come from <stdatomic.h>.  posix.c
+ * implements this file with pthreads; a win32.c implements the same
+ * functions beside it.
  * Nothing outside this directory includes an operating-system header.
  */
 #ifndef FTPOOL_PLATFORM_H
 #define FTPOOL_PLATFORM_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #if defined(_WIN32)
@@ -80,5 +82,64 @@ int64_t ftpool__now_ns(void);
 /* One thread-local pointer: the pool whose worker the calling thread is. */
 void *ftpool__tls_get(void);
 void ftpool__tls_set(void *value);
+
+/* Gives the rest of the time slice to another thread. */
+void ftpool__thread_yield(void);
+
+/* An asymmetric pair of fences, for a handshake between a frequent path
+ * and a rare one in which each side stores, then loads what the other
+ * stores (either side must see the other's store).  The frequent side calls
+ * ftpool__fence_light() between its store and its load, the rare side
+ * ftpool__fence_heavy(): together they order both sides as two
+ * sequentially consistent fences would.  Where the system can make every
+ * thread of the process pass a full barrier at once (Linux membarrier),
+ * the light fence only stops the compiler and the heavy one is a system
+ * call; elsewhere both are full fences.  ftpool__fence_init() chooses, once
+ * per process, before the first use (ftpool_create() calls it). */
+extern _Atomic int ftpool__fence_asymmetric;
+void ftpool__fence_init(void);
+void ftpool__fence_heavy(void);
+
+/* ThreadSanitizer does not model fences (GCC warns about them): under it,
+ * the full fence is a sequentially consistent read-modify-write of one
+ * shared variable, which orders two threads' store-then-load the same way
+ * and which it understands, and the fences are never asymmetric. */
+#if defined(__SANITIZE_THREAD__)
+#  define FTPOOL__TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define FTPOOL__TSAN 1
+#  endif
+#endif
+#ifndef FTPOOL__TSAN
+#  define FTPOOL__TSAN 0
+#endif
+
+#if FTPOOL__TSAN
+extern _Atomic int ftpool__fence_dummy;
+#endif
+
+/* A full (sequentially consistent) fence. */
+static inline void
+ftpool__fence_full(void)
+{
+#if FTPOOL__TSAN
+    atomic_fetch_add(&ftpool__fence_dummy, 0);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+static inline void
+ftpool__fence_light(void)
+{
+    if (atomic_load_explicit(&ftpool__fence_asymmetric,
+                             memory_order_relaxed)) {
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    else {
+        ftpool__fence_full();
+    }
+}
 
 #endif /* FTPOOL_PLATFORM_H */

@@ -2,14 +2,19 @@
  * posix.c - platform.h on POSIX threads (Linux, macOS, the BSDs).
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-/* For PTHREAD_MUTEX_ADAPTIVE_NP (see ftpool__mutex_init). */
+/* For PTHREAD_MUTEX_ADAPTIVE_NP (see ftpool__mutex_init) and syscall(). */
 #  define _GNU_SOURCE
 #endif
 #include "platform.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <time.h>
+#if defined(__linux__)
+#  include <sys/syscall.h>
+#  include <unistd.h>
+#endif
 
 /* macOS has no pthread_condattr_setclock(); its timed wait is measured on
  * the real-time clock, so deadlines are converted there (see below). */
@@ -179,4 +184,66 @@ void
 ftpool__tls_set(void *value)
 {
     tls_value = value;
+}
+
+void
+ftpool__thread_yield(void)
+{
+    sched_yield();
+}
+
+/* Linux's membarrier(2): a private expedited barrier interrupts every CPU
+ * that runs a thread of this process (Linux 4.14 and later, after the
+ * process has registered for it once). */
+#if defined(__linux__) && defined(SYS_membarrier) && !FTPOOL__TSAN
+#  define FTPOOL__MEMBARRIER 1
+#  define FTPOOL__MB_PRIVATE_EXPEDITED (1 << 3)
+#  define FTPOOL__MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+#else
+#  define FTPOOL__MEMBARRIER 0
+#endif
+
+_Atomic int ftpool__fence_asymmetric;
+#if FTPOOL__TSAN
+_Atomic int ftpool__fence_dummy;
+#endif
+
+void
+ftpool__fence_init(void)
+{
+#if FTPOOL__MEMBARRIER
+    /* 0: not tried, 1: being tried, 2: decided.  Every caller returns only
+     * once the choice is made, so that both sides of every handshake (on a
+     * pool created after this returned) see the same choice. */
+    static atomic_int state;
+    int expected = 0;
+
+    if (atomic_compare_exchange_strong(&state, &expected, 1)) {
+        if (syscall(SYS_membarrier, FTPOOL__MB_REGISTER_PRIVATE_EXPEDITED,
+                    0, 0) == 0) {
+            atomic_store(&ftpool__fence_asymmetric, 1);
+        }
+        atomic_store(&state, 2);
+    }
+    while (atomic_load(&state) != 2) {
+        sched_yield();
+    }
+#endif
+}
+
+void
+ftpool__fence_heavy(void)
+{
+    ftpool__fence_full();
+#if FTPOOL__MEMBARRIER
+    if (atomic_load_explicit(&ftpool__fence_asymmetric,
+                             memory_order_relaxed)) {
+        /* The light side relies on it: once registered, the call fails
+         * only for want of memory for a moment, so try again. */
+        while (syscall(SYS_membarrier, FTPOOL__MB_PRIVATE_EXPEDITED, 0, 0)
+               != 0) {
+            sched_yield();
+        }
+    }
+#endif
 }

@@ -173,3 +173,26 @@ ftpool__tls_set(void *value)
 {
     tls_value = value;
 }
+
+void
+ftpool__thread_yield(void)
+{
+    SwitchToThread();
+}
+
+/* Always symmetric here: both sides are full fences. */
+_Atomic int ftpool__fence_asymmetric;
+#if FTPOOL__TSAN
+_Atomic int ftpool__fence_dummy;
+#endif
+
+void
+ftpool__fence_init(void)
+{
+}
+
+void
+ftpool__fence_heavy(void)
+{
+    ftpool__fence_full();
+}
