@@ -433,10 +433,11 @@ exec_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
             atomic = 0;
         }
     }
-    if (atomic) {
+    if (atomic && !FTP_FREE_THREADED) {
         /* What the cyclic GC does to such a tuple at its first collection,
          * done now: the arguments of queued calls (ints, strings...) cost
-         * the GC nothing while they wait. */
+         * the GC nothing while they wait.  (Not without the GIL: see "GC
+         * tracking" in future.c.) */
         PyObject_GC_UnTrack(argt);
     }
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
