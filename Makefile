@@ -2,7 +2,8 @@
 #
 #   make            the engine library (build/libftpool.a)
 #   make test       engine tests (C) + Python tests (pytest): the test command
-#   make bench      benchmark tables, quick mode (a few minutes)
+#   make bench      benchmark tables, quick mode (a few minutes; the first
+#                   time also builds free-threaded CPython, see test-ft)
 #   make bench-full the same with full-size runs
 #   make asan tsan valgrind   the engine tests under sanitizers / memcheck
 #   make asan-py valgrind-py  the Python tests on an ASan+UBSan build of the
@@ -37,7 +38,7 @@ TEST_SRC    := $(wildcard tests/engine/*.c)
 
 .PHONY: all lib examples test test-deps check-deps test-c test-py asan tsan valgrind check bench bench-full \
         ext clean stress deps test-win docs docs-deps docs-check test-ft \
-        test-stdlib tsan-py
+        test-stdlib tsan-py bench-ft
 
 all: lib
 
@@ -194,13 +195,22 @@ check-deps:
 deps:
 	sh tools/install-deps.sh --bench
 
-bench: deps ext
-	$(MAKE) -C bench
-	$(PYTHON) bench/run.py --quick
+# The free-threaded interpreter of the benchmarks' freethreading part (built
+# once by tools/build-python-ft.sh, which prints its path), setuptools and
+# uvloop for it, and the extension built for it beside the default one.
+FT_PATH = BUILD=$(BUILD) sh tools/build-python-ft.sh | tail -n 1
+bench-ft:
+	ft=$$($(FT_PATH)) && test -x "$$ft" \
+	    && PYTHON=$$ft sh tools/install-deps.sh --bench-ft \
+	    && $$ft setup.py -q build_ext --inplace
 
-bench-full: deps ext
+bench: deps ext bench-ft
 	$(MAKE) -C bench
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/run.py --quick --ft "$$($(FT_PATH))"
+
+bench-full: deps ext bench-ft
+	$(MAKE) -C bench
+	$(PYTHON) bench/run.py --ft "$$($(FT_PATH))"
 
 # The documentation.  Sphinx and MyST-Parser live in a virtual environment
 # of their own (tools/install-deps.sh --docs); autodoc imports the extension

@@ -147,7 +147,8 @@ def write_json(path, obj):
 def bar_chart(path, title, panels, ylabel, ncols=2):
     """Horizontal bar charts, one panel per entry of `panels`.
 
-    panels: list of (panel_title, [(label, median, min, max), ...]).
+    panels: list of (panel_title, [(label, median, min, max), ...]), or
+    of (panel_title, bars, "log") for a panel whose rates span decades.
     Error bars show min–max over the rounds.  Returns False when matplotlib
     is missing (the tables are still written).
     """
@@ -167,7 +168,7 @@ def bar_chart(path, title, panels, ylabel, ncols=2):
                                       + 0.9 * nrows))
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, (ptitle, bars) in zip(axes.flat, panels):
+    for ax, (ptitle, bars, *scale) in zip(axes.flat, panels):
         labels = [b[0] for b in bars]
         med = [b[1] for b in bars]
         lo = [max(0.0, b[1] - b[2]) for b in bars]
@@ -180,6 +181,8 @@ def bar_chart(path, title, panels, ylabel, ncols=2):
                   else "#dd8452" if lbl.startswith("uvloop")
                   else "#8c8c8c" for lbl in labels]
         ax.barh(ypos, med, xerr=[lo, hi], color=colors, capsize=2)
+        if scale:
+            ax.set_xscale(scale[0])
         ax.set_yticks(ypos)
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_title(ptitle, fontsize=10)

@@ -2,8 +2,9 @@
 """The benchmark runner: runs every benchmark of the project and assembles
 one report.
 
-    python3 bench/run.py [--quick] [--only echo,engine,overhead,semaphore,dask]
-                         [--servers MODE,...] [--rounds N]
+    python3 bench/run.py [--quick] [--only echo,engine,overhead,semaphore,
+                                           dask,freethreading]
+                         [--servers MODE,...] [--rounds N] [--ft PATH]
                          [--duration S | --num N] [--no-pin] [--out DIR]
 
 Parts:
@@ -15,12 +16,17 @@ Parts:
   overhead   bench/overhead/run.py (pool overhead, tiny jobs)
   semaphore  bench/semaphore/run.py (Semaphore)
   dask       bench/dask/run.py (a Dask worker on Dask's executor and on ours)
+  freethreading  free-threaded CPython (--ft PATH): bench/freethreading/
+             run.py (CPU-bound jobs in parallel, overhead, several
+             submitting threads) and echo servers run by the free-threaded
+             interpreter beside the same servers on the GIL build.
 
 Writes DIR/results.json (all figures, machine, versions), DIR/RESULTS.md
-(every table) and DIR/echo_*.png, DIR/overhead.png, ... (bar charts), and
-prints the tables.  DIR defaults to bench/results.  Exit status 1 if any
-verification or benchmark failed, or if fastthreadpool cannot be imported;
-a C program or script that is not built is reported as such and skipped.
+(every table) and DIR/echo_*.png, DIR/overhead.png, DIR/freethreading*.png,
+... (bar charts), and prints the tables.  DIR defaults to bench/results.
+Exit status 1 if any verification or benchmark failed, or if fastthreadpool
+cannot be imported; a C program, script or interpreter that is not built is
+reported as such and skipped.
 """
 import argparse
 import json
@@ -84,16 +90,26 @@ class Server:
             cmd = [os.path.join(BUILD, "c_server_libuv"), "--port", "0",
                    "--bufsize", str(bufsize)]
         else:
-            cmd = [PY, os.path.join(HERE, "echo", "server.py"),
+            cmd = [cfg.get("python", PY),
+                   os.path.join(HERE, "echo", "server.py"),
                    "--mode", mode, "--port", "0",
                    "--bufsize", str(bufsize or STREAMS_READ),
                    "--threads", str(CONNS + 1)]
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.errf = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, **cfg["env"]) if cfg.get("env") else None
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                     stderr=self.errf, text=True, cwd=ROOT)
+                                     stderr=self.errf, text=True, cwd=ROOT,
+                                     env=env)
+        self.gil = None
         self.port = self._wait_ready(20.0)
+        # A configuration may demand the GIL's state (free-threaded
+        # CPython turns it back on for a module not declared safe).
+        if cfg.get("gil") and self.gil != cfg["gil"]:
+            self.kill()
+            raise Failure("server %s runs with the GIL %s, expected %s"
+                          % (cfg["key"], self.gil, cfg["gil"]))
 
     def stderr(self):
         self.errf.seek(0)
@@ -111,7 +127,11 @@ class Server:
                 if not line:
                     break
                 if line.startswith("READY"):
-                    return int(line.split()[1])
+                    # READY <port> [gil=on|off]
+                    fields = line.split()
+                    self.gil = dict(f.split("=", 1) for f in fields[2:]
+                                    if "=" in f).get("gil")
+                    return int(fields[1])
         finally:
             sel.close()
         self.kill()
@@ -243,10 +263,10 @@ def echo_configs(s):
     return out
 
 
-def check_fastthreadpool():
+def check_fastthreadpool(python=PY):
     code = ("import sys; sys.path.insert(0, %r); import fastthreadpool;"
             "fastthreadpool.Pool" % ROOT)
-    p = subprocess.run([PY, "-c", code], capture_output=True, text=True)
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True)
     if p.returncode != 0:
         return (p.stderr.strip().splitlines() or ["import failed"])[-1]
     return None
@@ -285,6 +305,16 @@ def run_echo(s, report):
         "cases": [],
         "failures": [],
     }
+    samples, failed = echo_rounds(configs, s, report, echo)
+    echo["cases"] = echo_cases(configs, samples, failed)
+    add_ratios(echo["cases"])
+
+
+def echo_rounds(configs, s, report, echo):
+    """Every configuration's cases, s.rounds interleaved rounds.  Returns
+    the results, {(key, client, msize): [round results]}, and the set of
+    configuration keys that failed (their later rounds are skipped); the
+    failures go into echo["failures"] and report["failures"]."""
     samples = {}        # (key, client, msize) -> list of round results
     failed = set()      # config keys that failed: their rounds stop
     nruns = sum(len(c["cases"]) for c in configs) * s.rounds
@@ -353,7 +383,12 @@ def run_echo(s, report):
             for line in tail.splitlines():
                 if line.startswith("STATS"):
                     cfg.setdefault("server_stats", []).append(line)
+    return samples, failed
 
+
+def echo_cases(configs, samples, failed):
+    """The cases' summaries (medians, min-max) for the report."""
+    out = []
     for cfg in configs:
         for client, msize in cfg["cases"]:
             outs = samples.get((cfg["key"], client, msize))
@@ -376,14 +411,17 @@ def run_echo(s, report):
                 case["surplus_bytes"] = common.summary(
                     [o["surplus_bytes"] for o in outs])
                 case["server_stats"] = cfg.get("server_stats", [])
-            echo["cases"].append(case)
-    add_ratios(echo["cases"])
+            out.append(case)
+    return out
 
 
 def label(cfg):
+    name = cfg["module"]
+    if cfg.get("build"):
+        name += " [%s]" % cfg["build"]
     if cfg["bufsize"] is None or cfg["mode"].endswith("streams"):
-        return cfg["module"]
-    return "%s %s" % (cfg["module"], fmt_bytes(cfg["bufsize"]))
+        return name
+    return "%s %s" % (name, fmt_bytes(cfg["bufsize"]))
 
 
 def fail_config(echo, report, failed, cfg, case, msg):
@@ -498,8 +536,240 @@ def echo_charts(echo, outdir):
 
 
 # --------------------------------------------------------------------------
-# The other benchmarks (subprocesses with --json FILE)
+# The free-threaded build: bench/freethreading/run.py, then echo servers run
+# by the free-threaded interpreter beside the same servers on the GIL build
 # --------------------------------------------------------------------------
+
+FT_DEFAULT = os.path.join(ROOT, "build", "python3.13t", "bin", "python3.13t")
+FT_MODES = ("uvloop-proto", "uvloop-streams", "asyncio-proto",
+            "asyncio-streams", "threads")
+FT_SIZES_QUICK = (1000, 65536)
+FT_BUFSIZE = 65536      # the threads servers' buffer
+BUILDS = {"ft": "free-threaded", "ftgil": "free-threaded, GIL on",
+          "gil": "GIL build"}
+# The free-threaded binary with the GIL turned on: against GIL off, the
+# effect of the GIL alone; against the GIL build, that of the version and of
+# the build (3.13's free-threaded build runs without the specializing
+# interpreter even with the GIL on).  A few servers only.
+GIL_ON = {"PYTHON_GIL": "1"}
+GIL_ON_MODES = ("uvloop-proto", "asyncio-proto", "threads")
+
+
+def interpreter_label(python, env=None):
+    """The interpreter as bench/subproc.py names it, once fastthreadpool
+    is imported; None if that fails."""
+    code = ("import sys; sys.path[:0] = [%r, %r]; import fastthreadpool;"
+            "import subproc; print(subproc.interpreter_label())"
+            % (ROOT, HERE))
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, **env) if env else None)
+    if p.returncode != 0:
+        return None
+    return p.stdout.strip() + (" (PYTHON_GIL=1)" if env == GIL_ON else "")
+
+
+def can_import(python, module):
+    return subprocess.run([python, "-c", "import " + module],
+                          capture_output=True).returncode == 0
+
+
+def ft_echo_configs(s, pythons):
+    sizes = FT_SIZES_QUICK if s.quick else SIZES
+    out = []
+    for b, py in pythons.items():
+        for mode in FT_MODES:
+            if b == "ftgil" and mode not in GIL_ON_MODES:
+                continue
+            bufsize = (FT_BUFSIZE if mode == "threads"
+                       else STREAMS_READ if mode.endswith("streams")
+                       else None)
+            out.append({"key": "%s:%s" % (b, mode), "mode": mode,
+                        "bufsize": bufsize, "module": MODULE_NAMES[mode],
+                        "build": BUILDS[b], "python": py,
+                        "env": GIL_ON if b == "ftgil" else None,
+                        "gil": "off" if b == "ft" else "on",
+                        "cases": [("loadgen", m) for m in sizes]})
+    return out
+
+
+def run_freethreading(s, report, outdir):
+    """The part's Markdown (headings from ##), or None if there is no
+    free-threaded interpreter."""
+    ft = s.python_ft
+    if not (ft and os.access(ft, os.X_OK)):
+        msg = ("freethreading: NOT BUILT (no free-threaded interpreter at %s;"
+               " sh tools/build-python-ft.sh builds it)" % ft)
+        progress(msg)
+        report["not_built"].append(msg)
+        return None
+    script = os.path.join(HERE, "freethreading", "run.py")
+    # The rounds of the whole run, as for its echo servers below.
+    text = run_part("freethreading", [PY, script, "--ft", ft, "--rounds",
+                                      str(s.rounds)], s, report,
+                    outdir) or ""
+    part = report["freethreading"]
+    pythons = {"ft": ft, "ftgil": ft, "gil": PY}
+    labels = {b: interpreter_label(py, GIL_ON if b == "ftgil" else None)
+              for b, py in pythons.items()}
+    part["echo"] = echo = {
+        "connections": CONNS, "pinning": s.pin_note, "client": "loadgen",
+        "interpreters": {b: {"python": os.path.relpath(pythons[b], ROOT)
+                             if pythons[b].startswith(ROOT + os.sep)
+                             else pythons[b], "interpreter": labels[b]}
+                         for b in pythons},
+        "cases": [], "skipped": [], "failures": []}
+    configs = ft_echo_configs(s, pythons)
+    if not os.access(os.path.join(BUILD, "loadgen"), os.X_OK):
+        echo["skipped"].append("every server: the C load generator is not "
+                               "built (make -C bench)")
+        configs = []
+    for b, py in pythons.items():
+        if labels[b] is None:
+            err = check_fastthreadpool(py) or "no interpreter label"
+            report["failures"].append("freethreading echo: fastthreadpool "
+                                      "not importable by %s: %s" % (py, err))
+            configs = [c for c in configs if case_build(c) != b]
+        elif not can_import(py, "uvloop"):
+            echo["skipped"].append("uvloop servers, %s: uvloop is not "
+                                   "installed for %s" % (BUILDS[b], py))
+            configs = [c for c in configs if case_build(c) != b
+                       or not c["mode"].startswith("uvloop")]
+    for m in echo["skipped"]:
+        progress("freethreading echo: skipped " + m)
+    samples, failed = echo_rounds(configs, s, report, echo)
+    echo["cases"] = echo_cases(configs, samples, failed)
+    ft_echo_ratios(echo["cases"])
+
+    md = [text.rstrip(), ""]
+    part["charts"] = []
+    name = "freethreading.png"
+    if part["data"] and ft_chart(part["data"], os.path.join(outdir, name)):
+        part["charts"].append(name)
+        md += ["![%s](%s)" % (name, name), ""]
+    md += [ft_echo_md(echo, labels, s), ""]
+    name = "freethreading_echo.png"
+    if ft_echo_chart(echo, os.path.join(outdir, name)):
+        part["charts"].append(name)
+        md += ["![%s](%s)" % (name, name)]
+    return "\n".join(md)
+
+
+def case_build(c):
+    """A key of BUILDS: the prefix of the configuration's key (a case's
+    "server")."""
+    return (c.get("server") or c["key"]).split(":", 1)[0]
+
+
+def ft_echo_ratios(cases):
+    """Each case against uvloop/proto on the GIL build; the free-threaded
+    build's against the same server on the GIL build and with the GIL on;
+    same message size, same run."""
+    med = {(case_build(c), c["mode"], c["message_size"]):
+           c["msg_per_s"]["median"] for c in cases}
+
+    def ratio(c, build, mode):
+        ref = med.get((build, mode, c["message_size"]))
+        return c["msg_per_s"]["median"] / ref if ref else None
+
+    for c in cases:
+        ft = case_build(c) == "ft"
+        c["vs_uvloop_proto_gil"] = ratio(c, "gil", REFERENCE)
+        c["vs_same_on_gil"] = ratio(c, "gil", c["mode"]) if ft else None
+        c["vs_same_gil_on"] = ratio(c, "ftgil", c["mode"]) if ft else None
+
+
+def ft_echo_md(echo, labels, s):
+    out = ["## Echo servers on the free-threaded build", "",
+           "The echo experiment's servers run by each interpreter: %s; the "
+           "threads servers with a %s buffer (`fastthreadpool.Pool(%d)`, one "
+           "job per connection), the streams servers reading at most %s per "
+           "call. C load generator, %d connections, %s per run, every reply "
+           "verified; %s. Ratios: against uvloop/proto on the GIL build; the "
+           "free-threaded build's against the same server on the GIL build "
+           "and on the free-threaded build with the GIL on (`PYTHON_GIL=1`, "
+           "the same binary: the effect of the GIL alone); same message "
+           "size, same run." % (
+               "; ".join("%s = %s" % (BUILDS[b], labels[b] or "?")
+                         for b in BUILDS),
+               fmt_bytes(FT_BUFSIZE), CONNS + 1, fmt_bytes(STREAMS_READ),
+               CONNS, "%g s" % s.duration if s.duration
+               else "%d messages per connection" % s.num, s.pin_note), ""]
+    for m in echo["skipped"]:
+        out.append("- skipped: " + m)
+    for f in echo["failures"]:
+        out.append("- **FAILED** %s: %s" % (f["server"], f["error"]))
+    if echo["skipped"] or echo["failures"]:
+        out.append("")
+    cases = sorted(echo["cases"], key=lambda c: (
+        c["message_size"], ft_order(c)))
+
+    def cell(r):
+        return "%.2f×" % r if r else "-"
+
+    rows = [[labels[case_build(c)] or BUILDS[case_build(c)], c["module"],
+             buffer_cell(c), fmt_bytes(c["message_size"]),
+             common.fmt_range(c["msg_per_s"]),
+             fmt_num(c["mb_per_s"]["median"], 1),
+             cell(c["vs_uvloop_proto_gil"]), cell(c["vs_same_on_gil"]),
+             cell(c["vs_same_gil_on"])]
+            for c in cases]
+    if rows:
+        out.append(common.md_table(
+            ["Interpreter", "Module", "Server buffer size", "Message size",
+             "Messages/s", "MB/s", "vs uvloop/proto, GIL build",
+             "free-threaded / GIL build", "GIL off / GIL on"], rows,
+            "lllrrrrrr"))
+    return "\n".join(out)
+
+
+def ft_order(c):
+    """Each server on every build next to each other."""
+    return FT_MODES.index(c["mode"]), list(BUILDS).index(case_build(c))
+
+
+FT_SHORT = {
+    "cpu-loop": "loop", "cpu-threads2": "2 plain Threads",
+    "cpu-pool1": "ours Pool(1)", "cpu-pool2": "ours Pool(2)",
+    "cpu-executor2": "ours executor(2)", "cpu-tpe2": "stdlib TPE(2)",
+    "loop": "loop", "ours-submit": "ours submit", "ours-map": "ours map",
+    "ours-executor": "ours executor", "tpe-submit": "stdlib TPE submit",
+    "submit-1": "ours, 1 submitter", "submit-2": "ours, 2 submitters",
+    "submit-4": "ours, 4 submitters",
+}
+FT_PANELS = {"cpu": ("CPU-bound jobs of about 1 ms: jobs/s", "linear"),
+             "tiny": ("tiny jobs f(x) -> x: jobs/s (log scale)", "log"),
+             "submitters": ("tiny jobs, submitting threads: jobs/s",
+                            "linear")}
+
+
+def ft_chart(data, path):
+    """Bar charts of bench/freethreading/run.py's results: one panel per
+    group of cases, both builds."""
+    panels = []
+    for group, (title, scale) in FT_PANELS.items():
+        bars = [("%s, %s" % (FT_SHORT.get(e["case"], e["case"]), e["build"]),
+                 e["median"], e["min"], e["max"])
+                for e in data.get("results", {}).values()
+                if e.get("group") == group and "median" in e]
+        if bars:
+            panels.append((title, bars, scale))
+    return common.bar_chart(path, "Free-threaded build and GIL build "
+                            "(median, min–max)", panels, "jobs/s")
+
+
+def ft_echo_chart(echo, path):
+    panels = []
+    for m in sorted({c["message_size"] for c in echo["cases"]}):
+        cases = sorted((c for c in echo["cases"] if c["message_size"] == m),
+                       key=ft_order)
+        bars = [("%s (%s)" % (c["module"].replace(" (fastthreadpool)", ""),
+                              BUILDS[case_build(c)]),
+                 c["msg_per_s"]["median"], c["msg_per_s"]["min"],
+                 c["msg_per_s"]["max"])
+                for c in cases]
+        panels.append(("message size %s" % fmt_bytes(m), bars))
+    return common.bar_chart(path, "Echo, C load generator: messages/s "
+                            "(median, min–max)", panels, "messages/s")
 
 def find_engine():
     for name in ("bench_engine", "engine"):
@@ -610,7 +880,8 @@ def metric_bars(data):
 
 
 def part_chart(part, data, outdir):
-    if not isinstance(data, dict):
+    # run_freethreading draws the freethreading part's charts.
+    if not isinstance(data, dict) or part == "freethreading":
         return None
     metrics = metric_bars(data)
     if not metrics:
@@ -648,8 +919,8 @@ def write_report(report, s, outdir, sections):
     md = ["# Benchmark results", "",
           "Produced by `python3 bench/run.py%s`. Every figure is the median "
           "of %d rounds with the min–max range in parentheses; ratios "
-          "compare medians measured in the same run." % (
-              " --quick" if s.quick else "", s.rounds), "",
+          "compare medians measured in the same run." % (s.cmdline,
+                                                         s.rounds), "",
           "## Machine", "", machine_md(report["machine"], s), ""]
     echo = report.get("echo")
     if echo:
@@ -686,7 +957,8 @@ def write_report(report, s, outdir, sections):
         for f in echo.get("charts", []):
             md += ["![%s](%s)" % (f, f), ""]
     titles = {"engine": "C engine", "overhead": "Pool overhead",
-              "semaphore": "Semaphore", "dask": "Dask"}
+              "semaphore": "Semaphore", "dask": "Dask",
+              "freethreading": "Free-threaded CPython"}
     for part, text in sections:
         md += ["## %s" % titles[part], ""]
         if text is None:
@@ -717,7 +989,8 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="short runs, fewer configurations (a few minutes)")
-    ap.add_argument("--only", default="echo,engine,overhead,semaphore,dask",
+    ap.add_argument("--only", default="echo,engine,overhead,semaphore,dask,"
+                    "freethreading",
                     help="comma-separated parts to run")
     ap.add_argument("--rounds", type=int, help="rounds (default 3 quick, "
                     "5 full)")
@@ -729,12 +1002,21 @@ def main(argv=None):
     ap.add_argument("--servers",
                     help="echo: comma-separated subset of the server modes "
                          + ", ".join(MODULE_NAMES))
+    ap.add_argument("--ft", metavar="PATH", default=FT_DEFAULT,
+                    help="the free-threaded interpreter of the freethreading"
+                         " part (default: %s, where sh"
+                         " tools/build-python-ft.sh installs it)"
+                         % os.path.relpath(FT_DEFAULT, ROOT))
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin server and load generator to CPUs")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args(argv)
 
     s = Settings()
+    # The command line as the report quotes it, paths in the tree relative.
+    s.cmdline = "".join(
+        " " + (os.path.relpath(a, ROOT) if a.startswith(ROOT + os.sep) else a)
+        for a in (sys.argv[1:] if argv is None else argv))
     s.quick = args.quick
     s.rounds = args.rounds or (3 if args.quick else 5)
     s.num = args.num or 0
@@ -745,13 +1027,15 @@ def main(argv=None):
     s.warmup.duration, s.warmup.num = 0.2, 0
     s.warmup.client_cpu = None
     s.part_timeout = 1800
+    s.python_ft = os.path.abspath(args.ft)
     s.servers = [m.strip() for m in (args.servers or "").split(",")
                  if m.strip()]
     bad = set(s.servers) - set(MODULE_NAMES)
     if bad:
         ap.error("unknown server mode(s): " + ", ".join(sorted(bad)))
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    bad = set(parts) - {"echo", "engine", "overhead", "semaphore", "dask"}
+    bad = set(parts) - {"echo", "engine", "overhead", "semaphore", "dask",
+                        "freethreading"}
     if bad:
         ap.error("unknown part(s): " + ", ".join(sorted(bad)))
 
@@ -789,6 +1073,9 @@ def main(argv=None):
             continue
         cmd = find_engine() if part == "engine" else find_script(part)
         sections.append((part, run_part(part, cmd, s, report, outdir)))
+    if "freethreading" in parts:
+        sections.append(("freethreading",
+                         run_freethreading(s, report, outdir)))
 
     text = write_report(report, s, outdir, sections)
     print()

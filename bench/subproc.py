@@ -10,15 +10,21 @@ JSON document.
 
 A child prints one JSON line: {"elapsed": s, "n": count, ...} for a
 measurement, {"unavailable": why} when the case cannot run here (not a
-failure), or {"error": why} when the case ran and gave a wrong result.
+failure), or {"error": why} when the case ran and gave a wrong result; the
+line also names the interpreter that ran it.  The children run under the
+interpreter given with --python (default: the one running the script), or
+under one given per case (bench/freethreading/run.py runs each case on two
+builds of CPython).
 """
 import argparse
 import json
 import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -68,6 +74,18 @@ def load_module(impl, ours_from, need=("Pool",)):
     return fastthreadpool
 
 
+def interpreter_label():
+    """This interpreter as the tables name it; on a free-threaded build,
+    whether the GIL is off now (an extension module that does not declare
+    itself safe without the GIL turns it back on when imported)."""
+    label = "%s %s" % (platform.python_implementation(),
+                       platform.python_version())
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return label + " free-threaded, GIL %s" % (
+            "on" if sys._is_gil_enabled() else "off")
+    return label + " (GIL)"
+
+
 def child(impl, ours_from, measure, need=("Pool",)):
     """The child's whole run: measure(mod) returns the JSON line's dict
     ({"elapsed", "n", ...} or {"error"}) and may raise Unavailable."""
@@ -75,6 +93,8 @@ def child(impl, ours_from, measure, need=("Pool",)):
         out = measure(load_module(impl, ours_from, need))
     except Unavailable as exc:
         out = {"unavailable": str(exc)}
+    # After the measurement: the GIL's state while it ran.
+    out["interpreter"] = interpreter_label()
     print(json.dumps(out))
     return 1 if "error" in out else 0
 
@@ -104,6 +124,10 @@ def parser(doc, cases, n_help, rounds, timeout, per_n="", options=None,
                     help="directory holding the fastthreadpool package"
                     " measured as 'ours' (default: the repository; pass"
                     " build/orig to check the benchmark itself)")
+    ap.add_argument("--python", metavar="PATH", default=sys.executable,
+                    help="interpreter that runs the measurements (default:"
+                    " this one), e.g. a free-threaded build; the"
+                    " extension must be built for it")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     return ap
 
@@ -137,10 +161,16 @@ def child_env(impl):
     return env
 
 
-def run_child(script, name, impl, n, timeout, ours_from, extra=()):
-    """Runs `script --child name` once; returns its JSON line's dict."""
-    cmd = ([sys.executable, os.path.abspath(script), "--child", name,
-            "--n", str(n)] + list(extra) + ["--ours-from", ours_from])
+def run_child(script, name, impl, n, timeout, ours_from, extra=(),
+              python=None):
+    """Runs `script --child name` once under python (default: this
+    interpreter); returns its JSON line's dict."""
+    python = python or sys.executable
+    if os.sep in python:
+        # The child runs in the script's directory.
+        python = os.path.abspath(python)
+    cmd = ([python, os.path.abspath(script), "--child", name, "--n", str(n)]
+           + list(extra) + ["--ours-from", ours_from])
     try:
         p = subprocess.run(cmd, env=child_env(impl),
                            cwd=os.path.dirname(os.path.abspath(script)),
@@ -159,27 +189,38 @@ def run_child(script, name, impl, n, timeout, ours_from, extra=()):
     return out
 
 
+# The interpreter each case's children reported, by case name: filled by
+# run_rounds, named beside the figures by result() and write_doc().
+INTERPRETERS = {}
+
+
 def run_rounds(script, args, jobs, extra=()):
     """Interleaved rounds: every job once per round.
 
-    jobs: [(name, impl, n)].  Returns (samples, notes, errors): the rates
-    per name, why a case is unavailable (it is not run again), and the
-    failed children's outputs.
+    jobs: [(name, impl, n)] or [(name, impl, n, python, job_extra)]: the
+    interpreter (None: --python) and arguments of that job alone.  Returns
+    (samples, notes, errors): the rates per name, why a case is unavailable
+    (it is not run again), and the failed children's outputs.
     """
-    if not os.path.isdir(os.path.join(ORIG, "fastthreadpool")):
+    if any(job[1] == "orig" for job in jobs) \
+            and not os.path.isdir(os.path.join(ORIG, "fastthreadpool")):
         print("note: %s is missing (run tools/install-original.sh); the"
               " original's cases will be unavailable" % ORIG,
               file=sys.stderr)
     ours_from = os.path.abspath(args.ours_from)
-    samples = {name: [] for name, _, _ in jobs}
+    samples = {job[0]: [] for job in jobs}
     notes = {}
     errors = []
     for r in range(args.rounds):
-        for name, impl, n in jobs:
+        for name, impl, n, *more in jobs:
             if name in notes:
                 continue
+            python = (more[0] if more else None) or args.python
             out = run_child(script, name, impl, n, args.timeout, ours_from,
-                            extra)
+                            list(extra) + list(more[1] if more else ()),
+                            python)
+            if out.get("interpreter"):
+                INTERPRETERS[name] = out["interpreter"]
             if "unavailable" in out:
                 notes[name] = out["unavailable"]
             elif "error" in out:
@@ -197,6 +238,8 @@ def result(entry, src, samples, notes):
     """Completes a case's JSON entry with the rates measured for src:
     median/min/max/rounds, or why it is unavailable, or failed."""
     rates = samples.get(src, [])
+    if src in INTERPRETERS:
+        entry["interpreter"] = INTERPRETERS[src]
     if rates:
         entry.update(median=statistics.median(rates), min=min(rates),
                      max=max(rates), rounds=rates)
@@ -256,7 +299,9 @@ def ratio_table(results, goals):
 def write_doc(path, head, results, ratios, errors):
     """The JSON document: head's keys first, then the common ones."""
     doc = dict(head)
-    doc.update(python=sys.version, cpu_count=os.cpu_count(),
+    doc.update(python=sys.version,
+               interpreters=sorted(set(INTERPRETERS.values())),
+               cpu_count=os.cpu_count(),
                time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                results=results, ratios=ratios, errors=errors)
     with open(path, "w") as fp:

@@ -3,8 +3,10 @@
 # the benchmarks (--bench), the Windows build (--win: the MinGW-w64 cross
 # compiler and Wine, for make test-win), the documentation (--docs: Sphinx
 # and MyST-Parser, for make docs) or make test-stdlib (--stdlib: the test
-# package of Debian's python3) need on a fresh Debian machine.  Safe to run
-# again: it only installs what is missing.
+# package of Debian's python3) need on a fresh Debian machine; --bench-ft:
+# what the benchmarks need from the free-threaded interpreter given as
+# $PYTHON (setuptools to build the extension, uvloop if it builds).  Safe to
+# run again: it only installs what is missing.
 set -e
 PYTHON=${PYTHON:-python3}
 want_bench=0
@@ -12,11 +14,13 @@ want_check=0
 want_win=0
 want_docs=0
 want_stdlib=0
+want_bench_ft=0
 [ "${1:-}" = "--bench" ] && want_bench=1
 [ "${1:-}" = "--check" ] && want_check=1
 [ "${1:-}" = "--win" ] && want_win=1
 [ "${1:-}" = "--docs" ] && want_docs=1
 [ "${1:-}" = "--stdlib" ] && want_stdlib=1
+[ "${1:-}" = "--bench-ft" ] && want_bench_ft=1
 # Sphinx gets a virtual environment of its own: it needs a newer docutils
 # than other tools installed beside the interpreter may accept.
 DOCS_VENV=${DOCS_VENV:-build/docs-venv}
@@ -79,6 +83,14 @@ if [ -n "$py_pkgs" ]; then
     $PYTHON -m pip install -q --prefer-binary $py_pkgs
 fi
 if [ $want_bench = 1 ]; then PYTHON=$PYTHON sh "$(dirname "$0")/install-original.sh"; fi
+# uvloop builds from source where it has no wheel (free-threaded 3.13); if it
+# does not, the benchmark reports the uvloop servers of that interpreter as
+# skipped.
+if [ $want_bench_ft = 1 ] && ! $PYTHON -c "import uvloop" 2>/dev/null; then
+    echo "installing Python packages: uvloop (for $PYTHON)"
+    $PYTHON -m pip install -q --prefer-binary uvloop \
+        || echo "uvloop did not install for $PYTHON: its echo servers will be skipped"
+fi
 # The environment must run the interpreter the extension is built for, since
 # autodoc imports the extension.
 py_version() { "$1" -c 'import sys; print(sys.version_info[:2])'; }

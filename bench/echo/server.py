@@ -18,10 +18,10 @@ Modes:
                    whatever was received.  Kept only to show where the
                    original published figures came from.
 
---port 0 picks a free port.  The server prints "READY <port>" once it
-listens and stops cleanly on SIGTERM or SIGINT.  --threads is the pool size;
-the accept loop occupies one worker, so it must be at least the number of
-concurrent connections + 1.
+--port 0 picks a free port.  The server prints "READY <port> gil=on|off"
+once it listens and stops cleanly on SIGTERM or SIGINT.  --threads is the
+pool size; the accept loop occupies one worker, so it must be at least the
+number of concurrent connections + 1.
 """
 import argparse
 import asyncio
@@ -47,7 +47,12 @@ def make_listener(host, port, backlog):
 
 
 def ready(sock):
-    print("READY", sock.getsockname()[1], flush=True)
+    # The GIL's state once everything is imported: free-threaded CPython
+    # turns it back on for an extension module not declared safe without
+    # it, and the benchmark checks that it did not.
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    print("READY", sock.getsockname()[1], "gil=" + ("on" if gil else "off"),
+          flush=True)
 
 
 # --------------------------------------------------------------------------
