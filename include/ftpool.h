@@ -268,16 +268,24 @@ FTPOOL_API int ftpool_join(ftpool_t *pool, int64_t timeout_ns);
  * workers. */
 FTPOOL_API int ftpool_wait_idle(ftpool_t *pool, int64_t timeout_ns);
 
-/* A moment of the pool, for waits made of several calls (in slices, to do
- * something else between them): ftpool_join_since() and
- * ftpool_wait_idle_since() return as soon as their state has been reached
- * at some instant after the mark was taken, even between two calls. */
+/* A moment of the pool, for a wait made of several calls (in slices, to do
+ * something else between them): see ftpool_join_since(). */
 typedef struct ftpool_mark {
-    uint64_t no_workers, idle;  /* opaque */
+    uint64_t no_workers;        /* opaque */
+    uint64_t idle;              /* opaque */
 } ftpool_mark;
+
+/* Takes a mark of the pool now. */
 FTPOOL_API void ftpool_mark_now(ftpool_t *pool, ftpool_mark *out);
+
+/* Like ftpool_join(), but returns as soon as no worker has been alive at
+ * some instant since the mark was taken (now counts), even between two
+ * calls. */
 FTPOOL_API int ftpool_join_since(ftpool_t *pool, const ftpool_mark *since,
                                  int64_t timeout_ns);
+
+/* Like ftpool_wait_idle(), counting from the mark as ftpool_join_since()
+ * does. */
 FTPOOL_API int ftpool_wait_idle_since(ftpool_t *pool,
                                       const ftpool_mark *since,
                                       int64_t timeout_ns);
