@@ -99,28 +99,38 @@ rq_maybe_shrink(ftp_rqobject *q)
     }
 }
 
-/* After entries were removed: take their permits and wake throttled
- * producers. */
-static void
-rq_removed(ftp_rqobject *q, Py_ssize_t n)
-{
-    int w;
+/* The counter changes together with the entries, under the lock: a
+ * consumer that removes an entry right after it was pushed takes the
+ * permit of that entry, never finds it not released yet (which would leave
+ * the count one too high).  Semaphore calls call nothing back. */
 
+/* Entries were removed (lock held): takes their permits, as many as are
+ * free (a user may have taken some from done_cnt directly). */
+static void
+rq_take_permits_locked(ftp_rqobject *q, Py_ssize_t n)
+{
     for (Py_ssize_t i = 0; i < n; i++) {
         if (ftpool_sem_try_acquire(q->sem) != FTPOOL_OK) {
             break;
         }
     }
-    w = atomic_load(&q->space_waiters);
+}
+
+/* After entries were removed: wakes throttled producers. */
+static void
+rq_space_freed(ftp_rqobject *q)
+{
+    int w = atomic_load(&q->space_waiters);
+
     if (w > 0) {
         ftpool_sem_release(q->space, w);
     }
 }
 
+/* After entries were pushed and counted: wakes as_completed(). */
 static void
-rq_pushed(ftp_rqobject *q, Py_ssize_t n)
+rq_pushed(ftp_rqobject *q)
 {
-    ftpool_sem_release(q->sem, n);
     if (q->notify != NULL) {
         ftp_notify(q->notify, q->notify_waiters);
     }
@@ -138,8 +148,9 @@ ftp_rq_push(ftp_rqobject *q, PyObject *item)
     }
     q->buf[(q->head + q->len) & (q->cap - 1)] = item;
     q->len++;
+    ftpool_sem_release(q->sem, 1);
     rq_unlock(q);
-    rq_pushed(q, 1);
+    rq_pushed(q);
     return 0;
 }
 
@@ -162,13 +173,15 @@ ftp_rq_push_many(ftp_rqobject *q, PyObject **items, Py_ssize_t n)
         q->buf[(q->head + q->len + i) & (q->cap - 1)] = items[i];
     }
     q->len += n;
+    ftpool_sem_release(q->sem, n);
     rq_unlock(q);
-    rq_pushed(q, n);
+    rq_pushed(q);
     return 0;
 }
 
+/* Takes the oldest entry (and its permit unless the caller took it). */
 static PyObject *
-rq_take_left(ftp_rqobject *q)
+rq_take_left(ftp_rqobject *q, int counted)
 {
     PyObject *item = NULL;
 
@@ -178,34 +191,27 @@ rq_take_left(ftp_rqobject *q)
         q->head = (q->head + 1) & (q->cap - 1);
         q->len--;
         rq_maybe_shrink(q);
+        if (!counted) {
+            rq_take_permits_locked(q, 1);
+        }
     }
     rq_unlock(q);
+    if (item != NULL) {
+        rq_space_freed(q);
+    }
     return item;
 }
 
 PyObject *
 ftp_rq_popleft(ftp_rqobject *q)
 {
-    PyObject *item = rq_take_left(q);
-
-    if (item != NULL) {
-        rq_removed(q, 1);
-    }
-    return item;
+    return rq_take_left(q, 0);
 }
 
 PyObject *
 ftp_rq_popleft_counted(ftp_rqobject *q)
 {
-    PyObject *item = rq_take_left(q);
-
-    if (item != NULL) {
-        int w = atomic_load(&q->space_waiters);
-        if (w > 0) {
-            ftpool_sem_release(q->space, w);
-        }
-    }
-    return item;
+    return rq_take_left(q, 1);
 }
 
 Py_ssize_t
@@ -232,8 +238,9 @@ ftp_rq_clear(ftp_rqobject *q)
     len = q->len;
     q->buf = NULL;
     q->cap = q->head = q->len = 0;
+    rq_take_permits_locked(q, len);
     rq_unlock(q);
-    rq_removed(q, len);
+    rq_space_freed(q);
     /* Dropping the references may run arbitrary code: lock released. */
     for (Py_ssize_t i = 0; i < len; i++) {
         Py_DECREF(old[(head + i) & (cap - 1)]);
@@ -270,7 +277,7 @@ ftp_rq_throttle(ftp_rqobject *q)
     atomic_fetch_add(&q->space_waiters, 1);
     while (!atomic_load(&q->released) && ftp_rq_len(q) >= q->limit) {
         Py_BEGIN_ALLOW_THREADS
-        /* Woken by a removal (rq_removed) or by ftp_rq_unthrottle. */
+        /* Woken by a removal (rq_space_freed) or by ftp_rq_unthrottle. */
         ftpool_sem_acquire(q->space, -1);
         Py_END_ALLOW_THREADS
     }
@@ -575,13 +582,14 @@ rq_pop(ftp_rqobject *q, PyObject *unused)
         q->len--;
         item = q->buf[(q->head + q->len) & (q->cap - 1)];
         rq_maybe_shrink(q);
+        rq_take_permits_locked(q, 1);
     }
     rq_unlock(q);
     if (item == NULL) {
         PyErr_SetString(PyExc_IndexError, "pop from an empty deque");
         return NULL;
     }
-    rq_removed(q, 1);
+    rq_space_freed(q);
     return item;
 }
 
@@ -605,8 +613,9 @@ rq_appendleft(ftp_rqobject *q, PyObject *item)
     q->head = (q->head - 1) & (q->cap - 1);
     q->buf[q->head] = Py_NewRef(item);
     q->len++;
+    ftpool_sem_release(q->sem, 1);
     rq_unlock(q);
-    rq_pushed(q, 1);
+    rq_pushed(q);
     Py_RETURN_NONE;
 }
 
