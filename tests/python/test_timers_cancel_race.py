@@ -52,8 +52,12 @@ def test_one_shot_timers_with_concurrent_cancel(make_pool):
             handles[i] = h
             made.release()
 
+    record = threading.Lock()
+
     def cancel(seed):
         # Cancel every other timer in a random order, racing its firing.
+        # Both cancellers may cancel one timer at once: only one of them
+        # gets True, which must not be overwritten by the other's False.
         rnd = random.Random(seed)
         for _ in range(N // 4):
             made.acquire()
@@ -62,7 +66,10 @@ def test_one_shot_timers_with_concurrent_cancel(make_pool):
             h = handles[i]
             if h is None or i % 2 or outcome[i]:
                 continue
-            outcome[i] = 1 if h.cancel() else 2
+            cancelled = h.cancel()
+            with record:
+                if cancelled or not outcome[i]:
+                    outcome[i] = 1 if cancelled else 2
 
     half = N // 2
     armers = [threading.Thread(target=arm, args=(0, half, 1)),
