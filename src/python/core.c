@@ -287,7 +287,18 @@ core_dealloc(ftp_core *core)
     if (core->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)core);
     }
-    ftp_callbacks_stop(core);
+    if (core->workers != NULL && ftp_workers_forked(&core->workers->w)) {
+        /* The parent's, inherited through fork(): its worker and callback
+         * threads do not exist here and may have held its locks at the
+         * fork.  Left as it is. */
+        ftp_workers_release(&core->workers->w, 1);
+        core->workers = NULL;
+        core->pool = NULL;
+        core->notify = NULL;
+    }
+    else {
+        ftp_callbacks_stop(core);
+    }
     if (core->workers != NULL) {
         /* No job is left (each holds a reference): the idle workers go. */
         ftp_workers_release(&core->workers->w, 1);

@@ -334,6 +334,10 @@ get_workers(PyObject *self)
         PyErr_SetString(PyExc_RuntimeError,
                         "ThreadPoolExecutor.__init__() was not called");
     }
+    else if (ftp_workers_forked(&ew->w)) {
+        ftp_workers_forked_error("ThreadPoolExecutor");
+        return NULL;
+    }
     return ew;
 }
 
@@ -498,7 +502,8 @@ exec_shutdown(PyObject *self, PyObject *args, PyObject *kwds)
                                      &wait, &cancel_futures)) {
         return NULL;
     }
-    if (ew == NULL) {
+    if (ew == NULL || ftp_workers_forked(&ew->w)) {
+        /* Nothing to stop in a child: its workers are the parent's. */
         Py_RETURN_NONE;
     }
     pool = ew->w.pool;

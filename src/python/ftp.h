@@ -81,6 +81,12 @@ typedef struct {
     /* Set once the interpreter has started to exit: executors refuse
      * work. */
     atomic_int exiting;
+    /* How many times this process has been forked from its parent since
+     * the module loaded (workers.c): groups made in an earlier generation
+     * were the parent's. */
+    atomic_int fork_gen;
+    /* An empty Python function (ftp_workers_job_done). */
+    PyObject *checkpoint;
     /* Numbers the executors' default thread name prefixes. */
     atomic_ulong executor_counter;
     PyObject *str_tnum;
@@ -240,7 +246,21 @@ struct ftp_workers {
     ftp_workers *next_live;
     ftp_workers **prev_live;
     ftp_workers *exit_next;     /* only for the exit hook */
+    int born_gen;               /* st->fork_gen when it was made */
 };
+
+/* Whether the group is the parent's, inherited through fork(): none of its
+ * threads exist in this process and its engine locks may stay held by
+ * them for ever, so it is never touched again (its memory is left). */
+static inline int
+ftp_workers_forked(const ftp_workers *w)
+{
+    return w->born_gen != atomic_load_explicit(&w->st->fork_gen,
+                                               memory_order_relaxed);
+}
+
+/* Sets RuntimeError for a use of such a group, returns -1. */
+int ftp_workers_forked_error(const char *what);
 
 /* Sets up the group and its engine pool (max_workers workers at most) and
  * registers it for interpreter exit with its owner object (weakly).  On
@@ -281,12 +301,14 @@ int ftp_workers_in_callback(void);
 /* Strong references to the owners of the live groups of a kind: a new
  * list, or NULL with an exception. */
 PyObject *ftp_workers_live_owners(ftp_state *st, int kind);
+/* Makes st->checkpoint (module exec).  0 or -1. */
+int ftp_workers_checkpoint_init(ftp_state *st);
 /* Registers the interpreter-exit hooks (module exec). */
 int ftp_workers_exit_init(PyObject *module, ftp_state *st);
 
 /* Called by a worker after each job: a worker running only C-level jobs
- * never lets the interpreter switch threads, so it gives the GIL away if
- * it has held it for a while (FTP_YIELD_NS). */
+ * would never let the interpreter switch threads, so now and then it runs
+ * an empty Python function, where the interpreter does. */
 void ftp_workers_job_done(void);
 
 /* The number of CPUs this process may use (at least 1). */

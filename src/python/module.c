@@ -142,7 +142,8 @@ module_exec(PyObject *module)
             || ftp_semaphore_init_type(module, st) < 0
             || ftp_rq_init_type(module, st) < 0
             || ftp_pool_init_types(module, st) < 0
-            || ftp_executor_init_types(module, st) < 0) {
+            || ftp_executor_init_types(module, st) < 0
+            || ftp_workers_checkpoint_init(st) < 0) {
         return -1;
     }
     return ftp_workers_exit_init(module, st);
@@ -169,6 +170,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->aio_code);
     Py_VISIT(st->aio_convert);
     Py_VISIT(st->aio_set_state);
+    Py_VISIT(st->checkpoint);
     return 0;
 }
 
@@ -198,6 +200,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->aio_code);
     Py_CLEAR(st->aio_convert);
     Py_CLEAR(st->aio_set_state);
+    Py_CLEAR(st->checkpoint);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->str_cancelled);
     Py_CLEAR(st->str_done);

@@ -386,6 +386,10 @@ pool_core(ftp_poolobject *self)
     if (self->core == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the Pool has been cleared");
     }
+    else if (ftp_workers_forked(&self->core->workers->w)) {
+        ftp_workers_forked_error("Pool");
+        return NULL;
+    }
     return self->core;
 }
 
@@ -411,7 +415,7 @@ pool_submit(ftp_poolobject *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *lead[1], *kwargs;
     Py_ssize_t start;
 
-    if (core == NULL) {
+    if (core == NULL || ftp_workers_forked(&core->workers->w)) {
         return (PyObject *)pool_core(self);
     }
     /* Fast path: submit(fn, *args). */

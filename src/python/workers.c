@@ -18,15 +18,14 @@
 
 /* Blocking waits wake at least this often to run signal handlers. */
 #define FTP_WAIT_SLICE_NS 50000000LL
-/* A worker running only C-level jobs gives other threads the GIL at least
- * this often (Python-level jobs let the interpreter switch anyway). */
-#define FTP_YIELD_NS 5000000LL
+/* A worker passes the interpreter's checkpoint once per this many jobs
+ * (a power of two). */
+#define FTP_CHECKPOINT_JOBS 64
 
-/* Per worker thread: the thread state it gave up to sleep, jobs run and
- * when it last let others have the GIL, and its group. */
+/* Per worker thread: the thread state it gave up to sleep, jobs run, and
+ * its group. */
 static FTP_THREAD_LOCAL PyThreadState *tls_tstate;
 static FTP_THREAD_LOCAL unsigned tls_jobs;
-static FTP_THREAD_LOCAL int64_t tls_last_yield;
 static FTP_THREAD_LOCAL ftp_workers *tls_group;
 /* Depth of engine callbacks (drop callbacks, the spawn hook) running in
  * this thread. */
@@ -70,20 +69,51 @@ static void
 hook_after_wait(void *arg)
 {
     PyEval_RestoreThread(tls_tstate);
-    tls_last_yield = ftpool_now_ns();
 }
 
+/* A thread that wants the GIL waits one switch interval, then asks the
+ * holder to let go, unless the GIL changed hands meanwhile; the holder
+ * honours the request where the interpreter checks for such events, at
+ * the start of a Python function among other places, and waits until the
+ * other thread has the GIL.  A worker whose jobs are C functions never
+ * gets there, so every so many jobs it calls an empty Python function.
+ * Releasing and retaking the GIL instead would not do: nobody takes it in
+ * the instant it is free, yet it "changed hands", so a waiting thread
+ * never asks and starves.  Without the GIL the same check lets a
+ * stop-the-world pause of the free-threaded build proceed. */
 void
 ftp_workers_job_done(void)
 {
-    if ((++tls_jobs & 63) == 0) {
-        int64_t now = ftpool_now_ns();
-        if (now - tls_last_yield >= FTP_YIELD_NS) {
-            PyThreadState *ts = PyEval_SaveThread();
-            PyEval_RestoreThread(ts);
-            tls_last_yield = now;
+    if ((++tls_jobs & (FTP_CHECKPOINT_JOBS - 1)) == 0 && tls_group != NULL) {
+        PyObject *fn = tls_group->st->checkpoint, *r;
+        if (fn != NULL) {
+            r = PyObject_CallNoArgs(fn);
+            if (r == NULL) {
+                /* An asynchronous exception (PyThreadState_SetAsyncExc)
+                 * that arrived between two jobs. */
+                PyErr_WriteUnraisable(fn);
+            }
+            Py_XDECREF(r);
         }
     }
+}
+
+int
+ftp_workers_checkpoint_init(ftp_state *st)
+{
+    PyObject *code, *ns, *r;
+
+    code = Py_CompileString("def checkpoint():\n    pass\n",
+                            "<fastthreadpool>", Py_file_input);
+    ns = PyDict_New();
+    r = code && ns ? PyEval_EvalCode(code, ns, ns) : NULL;
+    Py_XDECREF(code);
+    if (r != NULL) {
+        Py_DECREF(r);
+        st->checkpoint = Py_XNewRef(PyDict_GetItemString(ns, "checkpoint"));
+    }
+    Py_XDECREF(ns);
+    return st->checkpoint != NULL ? 0 : -1;
 }
 
 int
@@ -263,7 +293,8 @@ destroy_later(void *arg)
 static void
 workers_decref(ftp_workers *w)
 {
-    if (atomic_fetch_sub(&w->refs, 1) != 1) {
+    if (atomic_fetch_sub(&w->refs, 1) != 1 || ftp_workers_forked(w)) {
+        /* A group of the parent is left as it is (ftp_workers_forked). */
         return;
     }
     if (w->pool != NULL) {
@@ -295,7 +326,7 @@ workers_try_incref(ftp_workers *w)
 void
 ftp_workers_release(ftp_workers *w, int wait)
 {
-    if (w->pool != NULL) {
+    if (w->pool != NULL && !ftp_workers_forked(w)) {
         if (wait && may_destroy_here(w)) {
             destroy_pool(w);
         }
@@ -321,7 +352,6 @@ worker_main(PyObject *capsule, PyObject *unused)
         return NULL;
     }
     tls_group = w;
-    tls_last_yield = ftpool_now_ns();
     if (w->ops->started != NULL) {
         w->ops->started(w);
     }
@@ -515,6 +545,7 @@ ftp_workers_init(ftp_workers *w, ftp_state *st, PyObject *owner, int kind,
     w->st = st;
     w->kind = kind;
     w->sep = sep;
+    w->born_gen = atomic_load(&st->fork_gen);
     atomic_init(&w->refs, 1);
     atomic_init(&w->next_n, 0);
     w->module = PyType_GetModule(st->pool_type);
@@ -642,6 +673,36 @@ static PyMethodDef threading_exit_def = {
 };
 
 int
+ftp_workers_forked_error(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError,
+                 "this %s was created before the process forked: its "
+                 "worker threads stayed in the parent; create a new one "
+                 "in the child", what);
+    return -1;
+}
+
+/* os.register_at_fork(after_in_child=...): only the thread that forked
+ * lives on in the child.  Every group so far becomes the parent's
+ * (ftp_workers_forked): the exit hooks forget them rather than wait for
+ * workers that do not exist here, and the list's lock, which one of the
+ * parent's threads may have held, starts afresh. */
+static PyObject *
+after_fork_in_child(PyObject *module, PyObject *unused)
+{
+    ftp_state *st = ftp_get_state(module);
+
+    atomic_fetch_add(&st->fork_gen, 1);
+    st->live = NULL;
+    memset(&st->live_lock, 0, sizeof(st->live_lock));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef after_fork_def = {
+    "_after_fork_in_child", after_fork_in_child, METH_NOARGS, NULL
+};
+
+int
 ftp_workers_exit_init(PyObject *module, ftp_state *st)
 {
     PyObject *hook, *shutdown, *r;
@@ -655,6 +716,27 @@ ftp_workers_exit_init(PyObject *module, ftp_state *st)
         return -1;
     }
     Py_DECREF(r);
+    r = ftp_import_attr("os", "register_at_fork");
+    if (r == NULL) {
+        /* Not on Windows: no fork() there. */
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    else {
+        PyObject *noargs = PyTuple_New(0);
+        PyObject *kw = Py_BuildValue("{s:N}", "after_in_child",
+                                     PyCFunction_New(&after_fork_def,
+                                                     module));
+        Py_SETREF(r, noargs && kw ? PyObject_Call(r, noargs, kw) : NULL);
+        Py_XDECREF(noargs);
+        Py_XDECREF(kw);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
     /* Pools stop at atexit, after the threads that are not daemons have
      * been joined: Shutdown() drops what is queued and waits for what
      * runs. */

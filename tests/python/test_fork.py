@@ -7,13 +7,14 @@ and use a new pool (with a timer and a Semaphore), and the parent's pool
 must keep working and lose nothing.
 """
 import os
+import textwrap
 import signal
 import threading
 import time
 
 import pytest
 
-from conftest import STRESS, wait_until
+from conftest import STRESS, run_script, wait_until
 
 FORKS = 40 if STRESS else 4
 CHILD_TIMEOUT = float(os.environ.get("FTPOOL_FORK_TIMEOUT", "10"))
@@ -103,3 +104,124 @@ def test_fork_while_submitting_running_and_timing(ftp, make_pool):
     pool.submit(ran.append, None)
     assert pool.shutdown(5) is True
     assert ran[-1] is None
+
+
+# The parent's pools and executors, busy at the fork (each job submits the
+# next), with a timer armed: in the child none of their worker threads
+# exist.
+INHERITED = """
+import os, sys, threading, time
+import fastthreadpool
+from fastthreadpool import Pool, ThreadPoolExecutor
+
+pool = Pool(2)
+ex = ThreadPoolExecutor(1)
+stop = threading.Event()
+
+def pool_again():
+    if not stop.is_set():
+        pool.submit(pool_again)
+
+def ex_again():
+    if not stop.is_set():
+        ex.submit(ex_again)
+
+pool.submit(pool_again)
+ex.submit(ex_again)
+pool.submit_later(30, print, "timer fired")
+time.sleep(0.05)
+sys.stdout.flush()
+
+def wait_child(pid):
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung"
+
+def parent_carries_on(status):
+    stop.set()
+    print("child status", status)
+    print("parent ok", ex.submit(lambda: 7).result(3), pool.shutdown(3))
+"""
+
+
+def _run_inherited(child_part):
+    proc, _ = run_script(INHERITED + textwrap.dedent(child_part), timeout=30)
+    assert "Fatal Python error" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_child_exit_skips_the_parents_pools():
+    # A forked child that leaves through the normal interpreter exit runs
+    # threading's exit hook and atexit: they must not wait for the
+    # parent's workers, which do not exist in the child.
+    proc = _run_inherited("""
+        pid = os.fork()
+        if pid == 0:
+            print("child exits", flush=True)
+            sys.exit(0)
+        parent_carries_on(wait_child(pid))
+    """)
+    assert "child exits" in proc.stdout
+    assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "parent ok 7 True" in proc.stdout, proc.stderr
+
+
+def test_multiprocessing_fork_child_exits():
+    # multiprocessing's forked children run threading's exit hook before
+    # they leave (as ProcessPoolExecutor's workers do).
+    proc = _run_inherited("""
+        import multiprocessing
+        p = multiprocessing.get_context("fork").Process(target=print,
+                                                        args=("in child",))
+        p.start()
+        p.join(5)
+        alive = p.is_alive()
+        if alive:
+            p.kill()
+            p.join()
+        parent_carries_on("hung" if alive else p.exitcode)
+    """)
+    assert "in child" in proc.stdout
+    assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "parent ok 7 True" in proc.stdout, proc.stderr
+
+
+def test_child_refuses_the_parents_pools_and_makes_new_ones():
+    # The parent's objects cannot run anything in the child: they say so
+    # instead of queueing work nobody runs.  New ones work, and dropping
+    # the inherited ones costs no wait.
+    proc = _run_inherited("""
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            for name, call in (("submit", lambda: pool.submit(print)),
+                               ("map", lambda: pool.map(print, [1])),
+                               ("shutdown", lambda: pool.shutdown(1)),
+                               ("executor", lambda: ex.submit(print))):
+                try:
+                    call()
+                    print(name, "accepted", flush=True)
+                    code = 1
+                except RuntimeError as e:
+                    print(name, "refused:", e, flush=True)
+                    code = code if "fork" in str(e) else 1
+            ex.shutdown()
+            del pool, ex
+            p2 = Pool(1)
+            p2.submit(lambda: 5)
+            ok = p2.shutdown(3) is True and list(p2.done) == [5]
+            with ThreadPoolExecutor(1) as e2:
+                ok = ok and e2.submit(lambda: 6).result(3) == 6
+            print("child new ok", ok, flush=True)
+            os._exit(code if ok else 2)
+        parent_carries_on(wait_child(pid))
+    """)
+    assert "child new ok True" in proc.stdout, proc.stdout + proc.stderr
+    assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "parent ok 7 True" in proc.stdout, proc.stderr
