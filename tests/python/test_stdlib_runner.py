@@ -128,3 +128,17 @@ def test_the_list_itself_is_well_formed(expected):
         assert isinstance(e.ours, bool)
         assert len(e.reason) > 40
         assert isinstance(e.when((3, 13, 0, "final", 0)), bool)
+
+
+def test_ends_keeps_oldest_and_newest_gil_builds_and_every_free_threaded(
+        monkeypatch):
+    # CI runs the suites on this subset only; versions sort as numbers
+    # (3.10 after 3.9).
+    spec = importlib.util.spec_from_file_location(
+        "stdlib_run", os.path.join(SOURCE, "tests", "stdlib", "run.py"))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    tags = {"a": "3.10", "b": "3.9", "c": "3.13t", "d": "3.12", "e": "3.11",
+            "f": "3.14t"}
+    monkeypatch.setattr(run, "probe", lambda p: {"tag": tags[p]})
+    assert run.ends(list(tags)) == ["b", "d", "c", "f"]

@@ -1,8 +1,10 @@
 """Runs CPython's ThreadPoolExecutor and asyncio executor tests with
 fastthreadpool.ThreadPoolExecutor in the standard one's place, on each
-interpreter given (default: this one; --all: every CPython 3.9+ found).
+interpreter given (default: this one; --all: every CPython 3.9+ found;
+--ends: of those, the oldest and newest with the GIL, every free-threaded
+one and this one, which CI uses to stay within its time).
 
-    python3 tests/stdlib/run.py [--all] [PYTHON ...]
+    python3 tests/stdlib/run.py [--all | --ends] [PYTHON ...]
 
 For each interpreter: a private venv build/stdlib-venv-<tag> whose .pth
 imports inject/fastthreadpool_substitute.py at start-up (child processes in
@@ -69,6 +71,19 @@ def find_pythons():
         if info is not None:
             found.setdefault(info["real"], path)
     return list(found.values())
+
+
+def ends(pythons):
+    """The oldest and newest GIL builds, and the free-threaded ones."""
+    gil, free = [], []
+    for python in pythons:
+        tag = probe(python)["tag"]
+        if tag.endswith("t"):
+            free.append(python)
+        else:
+            gil.append((tuple(int(x) for x in tag.split(".")), python))
+    gil.sort()
+    return [p for _, p in gil[:1] + gil[-1:]] + free
 
 
 def probe(python):
@@ -167,11 +182,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--all", action="store_true",
                         help="every CPython 3.9+ found")
+    parser.add_argument("--ends", action="store_true",
+                        help="of those, the oldest and newest with the "
+                        "GIL, the free-threaded ones and this one")
     parser.add_argument("pythons", nargs="*")
     args = parser.parse_args()
     pythons = list(args.pythons)
     if args.all:
         pythons += find_pythons()
+    elif args.ends:
+        pythons += [sys.executable] + ends(find_pythons())
+        args.all = True
     if not pythons:
         pythons = [sys.executable]
     # One run per interpreter, however many paths lead to it.
