@@ -385,7 +385,7 @@ def test_jobs_may_submit_jobs(executor):
 
 
 def test_shutdown_race(executor_factory):
-    # Many short jobs and an immediate shutdown (CPython issue 12456).
+    # Many short jobs and an immediate shutdown (CPython bpo-12456).
     ex = executor_factory(max_workers=4)
     futs = [ex.submit(time.sleep, 0) for _ in range(50)]
     ex.shutdown()
