@@ -148,7 +148,7 @@ test-ft:
 # Each interpreter gets a venv of its own (build/stdlib-venv-*) and the
 # extension built for it; see tests/stdlib/run.py.  STDLIB_PYTHONS: more
 # interpreters to run it on (paths); STDLIB_SET=--ends: only the oldest and
-# newest GIL builds, the free-threaded ones and $(PYTHON) (CI).
+# newest GIL builds, the free-threaded ones and $(PYTHON) (a quicker run).
 STDLIB_SET ?= --all
 test-stdlib:
 	sh tools/install-deps.sh --stdlib

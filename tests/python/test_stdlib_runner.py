@@ -132,7 +132,7 @@ def test_the_list_itself_is_well_formed(expected):
 
 def test_ends_keeps_oldest_and_newest_gil_builds_and_every_free_threaded(
         monkeypatch):
-    # CI runs the suites on this subset only; versions sort as numbers
+    # A quicker run keeps the ends of the range; versions sort as numbers
     # (3.10 after 3.9).
     spec = importlib.util.spec_from_file_location(
         "stdlib_run", os.path.join(SOURCE, "tests", "stdlib", "run.py"))

@@ -2,7 +2,7 @@
 fastthreadpool.ThreadPoolExecutor in the standard one's place, on each
 interpreter given (default: this one; --all: every CPython 3.9+ found;
 --ends: of those, the oldest and newest with the GIL, every free-threaded
-one and this one, which CI uses to stay within its time).
+one and this one, a quicker run).
 
     python3 tests/stdlib/run.py [--all | --ends] [PYTHON ...]
 
