@@ -44,13 +44,23 @@ def test_accounting_with_cancel_clear_and_submit_first(make_pool,
             raise ValueError(i)
         return i
 
+    # The callback threads may still be writing `reported` while it is
+    # compared: without the GIL that is a data race unless both hold a lock.
+    reported_lock = threading.Lock()
+
     def on_done(entry):
         jid, i = entry
-        reported[i] += 1
+        with reported_lock:
+            reported[i] += 1
 
     def on_failed(entry):
         jid, exc = entry
-        reported[exc.args[0]] += 1
+        with reported_lock:
+            reported[exc.args[0]] += 1
+
+    def reported_now():
+        with reported_lock:
+            return bytes(reported)
 
     pool = make_pool(4, done_callback=on_done, failed_callback=on_failed,
                      result_id=True)
@@ -100,7 +110,7 @@ def test_accounting_with_cancel_clear_and_submit_first(make_pool,
         if cancelled[i]:
             assert runs[i] == 0, "cancelled job %d ran" % i
     # Every run reached exactly one of the pool-level callbacks.
-    assert wait_until(lambda: runs == reported, 5)
+    assert wait_until(lambda: runs == reported_now(), 5)
     n_cancelled = sum(cancelled)
     if with_clear:
         assert ran + n_cancelled <= total
@@ -172,9 +182,17 @@ def test_map_and_submit_from_many_threads(make_pool):
 def test_timer_accounting(make_pool):
     n = 20000 if STRESS else 2000
     runs = bytearray(2 * n)
+    # Read while timers may still run: counted and read under a lock (a
+    # data race without the GIL otherwise).
+    runs_lock = threading.Lock()
 
     def job(i):
-        runs[i] += 1
+        with runs_lock:
+            runs[i] += 1
+
+    def runs_now():
+        with runs_lock:
+            return bytes(runs)
 
     pool = make_pool(2, done_callback=False)
     rnd = random.Random(2)
@@ -187,11 +205,11 @@ def test_timer_accounting(make_pool):
             h.cancel()
         else:
             assert pool.cancel(False, h) is True
-    assert wait_until(lambda: runs.count(1) == n, 10)
+    assert wait_until(lambda: runs_now().count(1) == n, 10)
     assert wait_until(lambda: len(pool.delayed) == 0, 3)
     time.sleep(0.05)
-    assert runs[:n].count(1) == n, "every short timer ran once"
-    assert runs[n:].count(0) == n, "no cancelled timer ran"
+    assert runs_now()[:n].count(1) == n, "every short timer ran once"
+    assert runs_now()[n:].count(0) == n, "no cancelled timer ran"
     assert pool.shutdown(5) is True
 
 

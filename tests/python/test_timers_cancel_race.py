@@ -3,9 +3,9 @@ none runs twice, and cancel() tells the truth.
 
 A one-shot timer whose cancel() returned True never runs; one whose
 cancel() returned False had already been queued and runs exactly once;
-an uncancelled one runs exactly once.  A schedule runs at most once more
-after its cancel() returns (a run already queued or running completes),
-and then never again.  FTPOOL_STRESS=1 raises the numbers (200,000 one-shot
+an uncancelled one runs exactly once.  After a schedule's cancel()
+returns, a run already queued or taken by a worker completes, and then no
+run ever starts again.  FTPOOL_STRESS=1 raises the numbers (200,000 one-shot
 timers, 1,000 schedules).
 """
 import os
@@ -32,9 +32,17 @@ def test_one_shot_timers_with_concurrent_cancel(make_pool):
     outcome = bytearray(N)
     handles = [None] * N
     made = threading.Semaphore(0)
+    # Without the GIL a bytearray read (==) while a worker writes it is a
+    # data race: the runs are counted, and read, under a lock.
+    runs_lock = threading.Lock()
 
     def job(i):
-        runs[i] += 1
+        with runs_lock:
+            runs[i] += 1
+
+    def runs_now():
+        with runs_lock:
+            return bytes(runs)
 
     pool = make_pool(3, done_callback=False)
 
@@ -86,14 +94,14 @@ def test_one_shot_timers_with_concurrent_cancel(make_pool):
         if not outcome[i]:
             outcome[i] = 1 if handles[i].cancel() else 2
     expected = bytes(0 if o == 1 else 1 for o in outcome)
-    assert wait_until(lambda: runs == expected, 10), [
+    assert wait_until(lambda: runs_now() == expected, 10), [
         (i, runs[i], outcome[i]) for i in range(N)
-        if runs[i] != expected[i]][:10]
+        if runs_now()[i] != expected[i]][:10]
     assert wait_until(lambda: len(pool.delayed) == 0, 3)
     # Nothing late: no timer runs after the accounting balanced.
     time.sleep(0.05)
-    assert runs == expected
-    assert max(runs) == 1, "a timer ran twice"
+    assert runs_now() == expected
+    assert max(runs_now()) == 1, "a timer ran twice"
     assert outcome.count(1) > 0, "no cancel beat its timer: the race " \
         "was not exercised"
     # A second cancel of any handle is a no-op.
@@ -154,10 +162,16 @@ def test_schedules_stop_after_concurrent_cancel(make_pool):
     time.sleep(0.05)   # > 10 intervals: a live schedule would run again
     with lock:
         assert runs == settled, "a cancelled schedule kept running"
-    # At most one schedule run was in flight when cancel() returned; the
-    # one-shot load ran exactly once per timer.
+    # What may still start after cancel() returned: the run still queued
+    # (one at most: a schedule's run is never queued twice) and the runs
+    # that workers had taken from the queue but not yet started (a worker
+    # takes a run, the next falls due and is queued, another worker takes
+    # that: at most one per worker).  The one-shot load ran exactly once
+    # per timer.
+    workers = 3
     for i in range(N_SCHED):
-        assert 0 <= runs[i] - at_cancel[i] <= 1, (i, runs[i], at_cancel[i])
+        assert 0 <= runs[i] - at_cancel[i] <= workers + 1, \
+            (i, runs[i], at_cancel[i])
     assert load_runs == [20] * N_SCHED
     assert not any(h.active for h in handles)
     assert pool.shutdown(5) is True
