@@ -254,6 +254,22 @@ def fmt_rate(x):
     return "%.0f" % x if x < 1e4 else "{:,.0f}".format(x)
 
 
+def print_rate_rows(results, names, per_unit):
+    """One table row per case: case, description, median rate, its range,
+    and the time per item (1 / rate, times per_unit: 1e6 for us, 1e9 for
+    ns); "n/a" with the reason for a case that did not run."""
+    for c in names:
+        e = results[c]
+        if "median" in e:
+            print("| %s | %s | %s | %s - %s | %.0f |" % (
+                c, e["description"], fmt_rate(e["median"]),
+                fmt_rate(e["min"]), fmt_rate(e["max"]),
+                per_unit / e["median"]))
+        else:
+            print("| %s | %s | n/a | %s | - |" % (
+                c, e["description"], e.get("unavailable", "FAILED")))
+
+
 def fmt_ratio(x):
     """Two decimals, or two significant digits below 0.1 (a slow
     competitor's share of a fast one would otherwise print as 0.00)."""

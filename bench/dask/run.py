@@ -117,16 +117,7 @@ def main(argv=None):
     print("| case | worker's executor | tasks/s (median) | min - max "
           "| us/task |")
     print("| --- | --- | ---: | ---: | ---: |")
-    rate = subproc.fmt_rate
-    for c in names:
-        e = results[c]
-        if "median" in e:
-            print("| %s | %s | %s | %s - %s | %.0f |" % (
-                c, e["description"], rate(e["median"]), rate(e["min"]),
-                rate(e["max"]), 1e6 / e["median"]))
-        else:
-            print("| %s | %s | n/a | %s | - |" % (
-                c, e["description"], e.get("unavailable", "FAILED")))
+    subproc.print_rate_rows(results, names, 1e6)
     ratios = subproc.ratio_table(results, GOALS)
     if args.json:
         subproc.write_doc(args.json, {

@@ -201,16 +201,7 @@ def main(argv=None):
           % (n, args.rounds))
     print("| case | object | pairs/s (median) | min - max | ns/pair |")
     print("| --- | --- | ---: | ---: | ---: |")
-    rate = subproc.fmt_rate
-    for c in names:
-        e = results[c]
-        if "median" in e:
-            print("| %s | %s | %s | %s - %s | %.0f |" % (
-                c, e["description"], rate(e["median"]), rate(e["min"]),
-                rate(e["max"]), 1e9 / e["median"]))
-        else:
-            print("| %s | %s | n/a | %s | - |" % (
-                c, e["description"], e.get("unavailable", "FAILED")))
+    subproc.print_rate_rows(results, names, 1e9)
 
     ratios = subproc.ratio_table(results, GOALS)
 
